@@ -1,0 +1,3 @@
+from pgonline.cli import main
+
+main()

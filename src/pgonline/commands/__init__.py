@@ -1,0 +1,1 @@
+"""Typed command functions; ``pgonline.cli`` is a thin click layer over them."""

@@ -1,0 +1,76 @@
+"""What every change command shares: resume-or-plan, then dry-run or execute."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from pgonline import journal
+from pgonline.errors import JobError
+from pgonline.executor import ExecOptions, Executor, JobResult
+from pgonline.plan import Plan, fingerprint
+from pgonline.progress import Progress
+from pgonline.throttle import Throttles
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass
+class RunContext:
+    """Everything a change command needs besides its own arguments."""
+
+    dsn: str
+    options: ExecOptions = field(default_factory=ExecOptions)
+    progress: Progress = field(default_factory=Progress)
+    throttles: Throttles = field(default_factory=Throttles)
+    dry_run: bool = False
+    out: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    plan: Plan
+    result: JobResult | None  # None for a dry run
+
+
+async def unfinished_twin(conn: Conn, kind: str, target: str,
+                          args: dict[str, Any]) -> journal.Job | None:
+    """An unfinished job of the very same command, if the journal has one."""
+    cur = await conn.execute("SELECT to_regclass('pgonline.jobs') IS NOT NULL")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        return None
+    return await journal.find_unfinished(conn, fingerprint(kind, target, args))
+
+
+async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args: dict[str, Any],
+                       make_plan: Callable[[], Awaitable[Plan]]) -> ChangeOutcome:
+    """Resume the same command's unfinished job, or plan anew; then print or execute.
+
+    ``make_plan`` gathers catalog facts and calls the strategy; it is only
+    called when there is no unfinished twin, because a half-applied change
+    would make the catalog disagree with the original plan.
+    """
+    twin = await unfinished_twin(conn, kind, target, args)
+    if twin is not None:
+        if ctx.dry_run:
+            ctx.out(f"(unfinished job {twin.id} of this command would be resumed)")
+            ctx.out(twin.plan.to_text())
+            return ChangeOutcome(twin.plan, None)
+        if await journal.job_is_locked(conn, twin.id):
+            raise JobError(f"job {twin.id} for this change is running in another process",
+                           hint="watch it with `online status`")
+        result = await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(
+            job_id=twin.id)
+        return ChangeOutcome(twin.plan, result)
+    plan = await make_plan()
+    if ctx.dry_run:
+        ctx.out(plan.to_text())
+        return ChangeOutcome(plan, None)
+    result = await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(plan)
+    return ChangeOutcome(plan, result)
+
+

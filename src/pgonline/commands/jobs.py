@@ -1,0 +1,59 @@
+"""Job commands: ``status``, ``resume`` (and, later, pause/cancel/rollback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pgonline import journal
+from pgonline.commands.common import RunContext
+from pgonline.connection import connection
+from pgonline.executor import Executor, JobResult
+from pgonline.journal import JobStatus, StepStatus
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    kind: str
+    target: str
+    status: str
+    steps_done: int
+    steps_total: int
+    current_step: str | None
+    rows_done: int | None
+    rows_total: int | None
+    percent: float | None
+    updated_at: datetime
+    error: str | None
+    hint: str | None
+
+
+async def status(dsn: str, *, job_id: int | None = None, include_finished: bool = True) -> list[JobRow]:
+    rows: list[JobRow] = []
+    async with connection(dsn) as conn:
+        jobs = ([await journal.load_job(conn, job_id)] if job_id is not None
+                else await journal.list_jobs(conn, include_finished=include_finished))
+        for job in jobs:
+            recs = await journal.steps(conn, job.id)
+            done = sum(1 for r in recs.values() if r.status is StepStatus.DONE)
+            current = next((r.step_id for r in recs.values() if r.status is not StepStatus.DONE), None)
+            rows_done = rows_total = None
+            pct = None
+            bf = next((s for s in job.plan.steps if s.backfill is not None), None)
+            if bf is not None:
+                cp = await journal.load_checkpoint(conn, job.id, bf.id)
+                if cp is not None:
+                    rows_done, rows_total = cp.rows_done, max(cp.rows_total, cp.rows_done)
+                    pct = 100.0 if cp.finished or rows_total == 0 else 100.0 * rows_done / rows_total
+            st = job.status.value
+            if job.status is JobStatus.RUNNING and not await journal.job_is_locked(conn, job.id):
+                # The runner died without recording it (kill -9, lost connection).
+                st = "interrupted (runner gone)"
+            rows.append(JobRow(job.id, job.kind, job.target, st, done, len(recs), current,
+                               rows_done, rows_total, pct, job.updated_at, job.error, job.hint))
+    return rows
+
+
+async def resume(ctx: RunContext, job_id: int) -> JobResult:
+    return await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(job_id=job_id)

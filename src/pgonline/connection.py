@@ -1,0 +1,97 @@
+"""Connections and session settings.
+
+Every connection pgonline opens identifies itself (``application_name``) so a
+DBA can see and cancel it in ``pg_stat_activity``, and every DDL statement runs
+under a short ``lock_timeout`` so that, while it waits for its lock, it never
+queues application traffic behind it for longer than that.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from pgonline.errors import ConnectError, UsageError
+
+APPLICATION_NAME = "pgonline"
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """Timeouts applied to our own sessions (milliseconds)."""
+
+    lock_timeout_ms: int = 2000
+    statement_timeout_ms: int = 30_000
+    # DDL statements that only touch the catalog should finish at once once
+    # they hold their lock; a long one means something is wrong.
+    ddl_statement_timeout_ms: int = 60_000
+    # VALIDATE CONSTRAINT and CREATE INDEX CONCURRENTLY scan the whole table
+    # under a lock that does not block reads or writes, so they get no limit.
+    scan_statement_timeout_ms: int = 0
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    value = dsn or os.environ.get("DATABASE_URL")
+    if not value:
+        raise UsageError(
+            "no database given",
+            hint="pass --dsn postgresql://user@host/db or set DATABASE_URL",
+        )
+    try:
+        conninfo_to_dict(value)
+    except psycopg.ProgrammingError as exc:
+        raise UsageError(f"invalid DSN: {redact(str(exc))}") from None
+    return value
+
+
+_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact(text: str) -> str:
+    """Remove passwords from a DSN (URI or key=value form) or a message quoting one."""
+    text = _URI_PASSWORD.sub(r"\1***\3", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def with_database(dsn: str, dbname: str) -> str:
+    params = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+
+
+async def connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=autocommit, application_name=APPLICATION_NAME, connect_timeout=10
+        )
+    except psycopg.OperationalError as exc:
+        raise ConnectError(f"cannot connect to PostgreSQL: {redact(str(exc)).strip()}") from None
+    return conn
+
+
+@asynccontextmanager
+async def connection(dsn: str, *, autocommit: bool = True) -> AsyncIterator[
+    psycopg.AsyncConnection[tuple[object, ...]]
+]:
+    conn = await connect(dsn, autocommit=autocommit)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+def set_local(name: str, value_ms: int) -> sql.Composed:
+    """``SET LOCAL <name> = '<n>ms'``: scoped to the current transaction only."""
+    return sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(f"{value_ms}ms"))
+
+
+def set_session(name: str, value_ms: int) -> sql.Composed:
+    return sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(f"{value_ms}ms"))

@@ -1,0 +1,96 @@
+"""The one exception tree of pgonline.
+
+Every error a user can cause or meet derives from :class:`PgOnlineError` and
+carries the process exit code the CLI uses for it.  The CLI prints
+``error: <message>`` (plus an optional ``hint``) and exits with that code;
+anything that is *not* a ``PgOnlineError`` is a bug and keeps its traceback.
+
+Exit codes (documented in README.md):
+
+====  ==========================================================
+ 1    unexpected internal error (a bug: please report it)
+ 2    usage error: bad arguments, bad identifier, bad type or expression
+ 3    catalog conflict: missing table/column, column already exists, ...
+ 4    pre-flight refused: data would violate the change (NULLs, duplicates)
+ 5    lock not obtained: retries exhausted while other sessions held locks
+ 6    job error: unknown job, job already running, job in a final state
+ 7    cannot connect to PostgreSQL
+ 8    migration directory error (naming, checksum, dirty state)
+ 9    lint found problems
+10    a statement failed on the server (message carries the SQLSTATE)
+130   interrupted (Ctrl-C); the job is resumable
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+
+class PgOnlineError(Exception):
+    """Root of every error pgonline raises on purpose."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(PgOnlineError):
+    """The arguments cannot be turned into a plan (bad identifier, type, expression)."""
+
+    exit_code = 2
+
+
+class CatalogError(PgOnlineError):
+    """The database's current schema conflicts with the request."""
+
+    exit_code = 3
+
+
+class PreflightError(PgOnlineError):
+    """Existing data would violate the change; nothing was modified."""
+
+    exit_code = 4
+
+
+class LockUnavailableError(PgOnlineError):
+    """Our DDL kept timing out waiting for a lock; we gave up instead of queueing."""
+
+    exit_code = 5
+
+
+class JobError(PgOnlineError):
+    """A job in the journal cannot be acted on as asked."""
+
+    exit_code = 6
+
+
+class ConnectError(PgOnlineError):
+    """PostgreSQL could not be reached."""
+
+    exit_code = 7
+
+
+class MigrationError(PgOnlineError):
+    """A migration directory or its tracking table is in a state we refuse to touch."""
+
+    exit_code = 8
+
+
+class LintFailed(PgOnlineError):
+    """Lint reported findings at or above the failing severity."""
+
+    exit_code = 9
+
+
+class StatementError(PgOnlineError):
+    """A statement of the plan failed on the server with a non-retryable error."""
+
+    exit_code = 10
+
+
+class Interrupted(PgOnlineError):
+    """The user interrupted a job; it can be resumed from the journal."""
+
+    exit_code = 130

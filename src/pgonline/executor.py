@@ -1,0 +1,234 @@
+"""The executor: runs a plan's steps in order, journaling each one.
+
+Executing never decides: the plan (stored in the journal) says what to run;
+the executor only adds the safety envelope around each step:
+
+* ``lock_timeout`` on every statement, so a DDL waiting for its lock gives up
+  quickly instead of queueing application queries behind it, then retries
+  with jittered backoff (on SQLSTATE classes only, see :mod:`pgonline.retry`);
+* transactional steps commit together with their "done" row in the journal;
+* non-transactional steps (``CONCURRENTLY``) carry a ``done_if`` probe, so a
+  crash between the statement and the journal update is harmless on resume;
+* one runner per job, enforced by a session advisory lock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import psycopg
+import structlog
+
+from pgonline import journal
+from pgonline.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
+from pgonline.connection import SessionSettings, connect, set_local, set_session
+from pgonline.errors import Interrupted, JobError, PgOnlineError, StatementError
+from pgonline.journal import Job, JobStatus, StepStatus
+from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.progress import Progress
+from pgonline.retry import with_retries
+from pgonline.throttle import Throttles
+
+log = structlog.get_logger("pgonline.executor")
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class ExecOptions:
+    settings: SessionSettings = field(default_factory=SessionSettings)
+    batch: BatchOptions = field(default_factory=BatchOptions)
+    max_attempts: int = 30
+    phase: Phase | None = None
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    status: JobStatus
+    resumed: bool
+    seconds: float
+    steps_run: tuple[str, ...]
+
+
+def _statement_timeout(step: Step, settings: SessionSettings) -> int:
+    # A step that scans under a lock that does not block traffic may take long;
+    # a step holding a blocking lock must be quick once it has the lock.
+    if step.lock in (LockLevel.SHARE_UPDATE_EXCLUSIVE, LockLevel.NONE, LockLevel.ACCESS_SHARE):
+        return settings.scan_statement_timeout_ms
+    return settings.ddl_statement_timeout_ms
+
+
+def _server_error(step: Step, exc: psycopg.Error) -> StatementError:
+    diag = exc.diag
+    msg = diag.message_primary or str(exc).strip()
+    detail = f" ({diag.message_detail})" if diag.message_detail else ""
+    return StatementError(f"step {step.id} failed: {msg}{detail} [SQLSTATE {exc.sqlstate}]")
+
+
+class Executor:
+    def __init__(self, dsn: str, options: ExecOptions, progress: Progress,
+                 throttles: Throttles | None = None) -> None:
+        self.dsn = dsn
+        self.options = options
+        self.progress = progress
+        self.throttles = throttles or Throttles()
+
+    async def _query_bool(self, conn: Conn, query: str) -> bool:
+        cur = await conn.execute(query)  # type: ignore[arg-type]
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+    async def _done_already(self, conn: Conn, step: Step) -> bool:
+        return step.done_if is not None and await self._query_bool(conn, step.done_if)
+
+    async def _run_sql_step(self, conn: Conn, job_id: int, step: Step) -> bool:
+        """Run one DDL step; return False if its effect was already present."""
+        assert step.sql is not None
+        settings = self.options.settings
+        stmt_timeout = _statement_timeout(step, settings)
+        skipped = False
+
+        async def transactional() -> None:
+            nonlocal skipped
+            async with conn.transaction():
+                await conn.execute(set_local("lock_timeout", settings.lock_timeout_ms))
+                await conn.execute(set_local("statement_timeout", stmt_timeout))
+                skipped = await self._done_already(conn, step)
+                if not skipped:
+                    await conn.execute(step.sql)  # type: ignore[arg-type]
+                await journal.set_step(conn, job_id, step.id, StepStatus.DONE)
+
+        async def autocommit() -> None:
+            nonlocal skipped
+            await conn.execute(set_session("lock_timeout", settings.lock_timeout_ms))
+            await conn.execute(set_session("statement_timeout", stmt_timeout))
+            try:
+                skipped = await self._done_already(conn, step)
+                if not skipped:
+                    if step.cleanup_if is not None and await self._query_bool(conn, step.cleanup_if):
+                        # A failed earlier attempt left something behind (e.g. an
+                        # INVALID index); remove it so this attempt starts clean.
+                        await conn.execute(step.cleanup_sql)  # type: ignore[arg-type]
+                    await conn.execute(step.sql)  # type: ignore[arg-type]
+            finally:
+                await conn.execute("RESET lock_timeout")
+                await conn.execute("RESET statement_timeout")
+            await journal.set_step(conn, job_id, step.id, StepStatus.DONE)
+
+        if not step.transactional:
+            await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
+        try:
+            await with_retries(
+                step.id, transactional if step.transactional else autocommit,
+                attempts=self.options.max_attempts,
+            )
+        except psycopg.Error as exc:
+            raise _server_error(step, exc) from exc
+        return not skipped
+
+    async def run(self, plan: Plan | None = None, *, job_id: int | None = None) -> JobResult:
+        """Start ``plan`` as a new job, or resume job ``job_id``, or the unfinished twin of ``plan``."""
+        t0 = time.monotonic()
+        conn = await connect(self.dsn)
+        try:
+            await journal.ensure_schema(conn)
+            job, resumed = await self._open_job(conn, plan, job_id)
+            if not await journal.try_lock_job(conn, job.id):
+                raise JobError(f"job {job.id} is already being run by another process",
+                               hint="watch it with `online status`")
+            return await self._drive(conn, job, resumed, t0)
+        finally:
+            await conn.close()
+
+    async def _open_job(self, conn: Conn, plan: Plan | None, job_id: int | None) -> tuple[Job, bool]:
+        if job_id is not None:
+            job = await journal.load_job(conn, job_id)
+            if job.status.final:
+                raise JobError(f"job {job.id} is {job.status}; nothing to resume")
+            return job, True
+        assert plan is not None
+        existing = await journal.find_unfinished(conn, plan.fingerprint)
+        if existing is not None:
+            return existing, True
+        new_id = await journal.create_job(conn, plan, self.options.phase)
+        return await journal.load_job(conn, new_id), False
+
+    async def _drive(self, conn: Conn, job: Job, resumed: bool, t0: float) -> JobResult:
+        plan = job.plan
+        await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
+        self.progress.job(job.id, plan.kind, plan.target, resumed)
+        records = await journal.steps(conn, job.id)
+        todo = plan.only_phase(self.options.phase)
+        ran: list[str] = []
+        try:
+            for i, step in enumerate(plan.steps, 1):
+                if step not in todo:
+                    continue
+                if records[step.id].status is StepStatus.DONE:
+                    self.progress.step_skipped(step, "done in an earlier run")
+                    continue
+                self.progress.step_started(i, len(plan.steps), step)
+                s0 = time.monotonic()
+                if step.backfill is not None:
+                    await Backfill(conn, job.id, step, settings=self.options.settings,
+                                   opts=self.options.batch, progress=self.progress,
+                                   throttles=self.throttles).run()
+                elif not await self._run_sql_step(conn, job.id, step):
+                    self.progress.step_skipped(step, "effect already present")
+                self.progress.step_finished(step, time.monotonic() - s0)
+                ran.append(step.id)
+        except JobCancelled as exc:
+            await self._finish(job.id, JobStatus.CANCELLED, exc)
+            raise
+        except JobPaused as exc:
+            await self._finish(job.id, JobStatus.PAUSED, exc)
+            raise
+        except PgOnlineError as exc:
+            await self._finish(job.id, JobStatus.FAILED, exc, default_hint=(
+                f"fix the cause, then `online resume {job.id}`; "
+                f"or undo the expand phase with `online rollback {job.id}`"))
+            raise
+        except (anyio.get_cancelled_exc_class(), KeyboardInterrupt) as exc:
+            await self._finish(job.id, JobStatus.INTERRUPTED, exc)
+            raise Interrupted(
+                f"job {job.id} interrupted; completed steps and backfill progress are saved",
+                hint=f"continue with `online resume {job.id}` (or re-run the same command)",
+            ) from None
+        finally:
+            self.progress.close()
+        remaining = [s.id for s in plan.steps
+                     if s.id not in ran and records[s.id].status is not StepStatus.DONE]
+        if remaining:
+            nxt = next(s.phase for s in plan.steps if s.id in remaining)
+            await self._finish(job.id, JobStatus.PAUSED, None, default_hint=(
+                f"next phase: `online resume {job.id} --phase {nxt}`"))
+            status = JobStatus.PAUSED
+        else:
+            await self._finish(job.id, JobStatus.DONE, None)
+            status = JobStatus.DONE
+        return JobResult(job.id, status, resumed, time.monotonic() - t0, tuple(ran))
+
+    async def _finish(self, job_id: int, status: JobStatus, exc: BaseException | None,
+                      default_hint: str | None = None) -> None:
+        """Record the job's end on a fresh connection, shielded from cancellation.
+
+        The work connection may be mid-statement or poisoned by the very error
+        we are recording; its open transaction (at most one batch) rolls back
+        when it closes, which the checkpoint already accounts for.
+        """
+        message = getattr(exc, "message", None) or (str(exc) if exc else None) or None
+        hint = getattr(exc, "hint", None) or default_hint
+        with anyio.CancelScope(shield=True):
+            try:
+                ctl = await connect(self.dsn)
+            except PgOnlineError:
+                log.error("could not record job status", job=job_id, status=str(status))
+                return
+            try:
+                await journal.set_job(ctl, job_id, status, error=message, hint=hint,
+                                      clear_request=True)
+            finally:
+                await ctl.close()

@@ -1,0 +1,155 @@
+"""add-column: add a column, with a default and/or NOT NULL, without a long lock.
+
+Problem: ``ALTER TABLE t ADD COLUMN c type NOT NULL DEFAULT volatile()`` (or
+any default before PostgreSQL 11) rewrites the whole table under ACCESS
+EXCLUSIVE: every read and write waits for the rewrite.
+
+What we do instead:
+
+* PostgreSQL ≥ 11 and a non-volatile default (the server's own verdict): one
+  ``ALTER`` that only updates the catalog ("fast default"); NOT NULL is
+  checked against the stored default, so no scan either.
+* Otherwise: add the column without a default (catalog only) and set the
+  default for new rows in the same statement → backfill existing rows in
+  batches → ``CHECK (c IS NOT NULL) NOT VALID`` → ``VALIDATE`` (scans under
+  SHARE UPDATE EXCLUSIVE, which does not block reads or writes) → ``SET NOT
+  NULL`` (PostgreSQL ≥ 12 proves it from the validated check, no scan) →
+  drop the helper check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from psycopg import sql
+
+from pgonline.errors import CatalogError, UsageError
+from pgonline.facts import ExpressionFacts, ServerFacts, TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.strategy import strategy
+
+
+@dataclass(frozen=True)
+class AddColumnArgs:
+    column: str
+    type_sql: str
+    default: str | None = None
+    not_null: bool = False
+    backfill: str | None = None
+
+
+@dataclass(frozen=True)
+class AddColumnFacts:
+    server: ServerFacts
+    table: TableFacts
+    default: ExpressionFacts | None
+    has_rows: bool
+
+
+def _s(q: sql.Composable) -> str:
+    return q.as_string(None)
+
+
+@strategy("add-column")
+def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
+    t = facts.table
+    if t.column(args.column) is not None:
+        raise CatalogError(f"column {sql.Identifier(args.column).as_string(None)} already exists "
+                           f"in {t.display}")
+    table = t.ident
+    col = sql.Identifier(args.column)
+    typ = sql.SQL(args.type_sql)
+    plan_args = asdict(args)
+    fast_default = facts.server.major >= 11 and (facts.default is None or not facts.default.volatile)
+    undo = _s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, col))
+
+    if args.backfill is None and (fast_default or not facts.has_rows):
+        if args.not_null and args.default is None and facts.has_rows:
+            raise UsageError(
+                f"{t.display} has rows, so a NOT NULL column needs --default or --backfill"
+            )
+        parts: list[sql.Composable] = [sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)]
+        if args.default is not None:
+            parts.append(sql.SQL(" DEFAULT ({})").format(sql.SQL(args.default)))
+        if args.not_null:
+            parts.append(sql.SQL(" NOT NULL"))
+        why = ("the table is empty, so nothing is rewritten or scanned" if not facts.has_rows else
+               "PostgreSQL >= 11 stores a non-volatile default in the catalog: no rewrite, no scan")
+        step = Step(
+            id="add-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description="add the column (catalog-only change)",
+            sql=_s(sql.Composed(parts)), undo_sql=undo, why_safe=why,
+        )
+        return Plan("add-column", t.display, plan_args, (step,),
+                    notes=("fast path: one metadata-only ALTER under lock_timeout",))
+
+    fill = args.backfill if args.backfill is not None else args.default
+    if fill is None:
+        raise UsageError("nothing to backfill: give --default or --backfill")  # pragma: no cover
+    key = t.batch_key()
+    if key is None:
+        raise CatalogError(
+            f"{t.display} has no primary key or NOT NULL unique index to batch over",
+            hint="add a primary key first (online add-primary-key), then retry",
+        )
+    add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)
+    if args.default is not None:
+        add = sql.SQL("{}, ALTER COLUMN {} SET DEFAULT ({})").format(add, col, sql.SQL(args.default))
+    steps = [
+        Step(
+            id="add-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description="add the column without a default; set the default for new rows only",
+            sql=_s(add), undo_sql=undo,
+            why_safe="a column added without a default is a catalog-only change; SET DEFAULT "
+            "affects future inserts only, so existing rows are not rewritten",
+        ),
+        Step(
+            id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
+            description="fill existing rows in short keyset batches",
+            backfill=BackfillSpec(
+                schema=t.schema, table=t.name, key_columns=key,
+                set_sql=_s(sql.SQL("{} = ({})").format(col, sql.SQL(fill))),
+                where_sql=_s(sql.SQL("{} IS NULL").format(col)),
+            ),
+            why_safe="each batch is its own short transaction; rows the application wrote "
+            "meanwhile are skipped (re-checked under the row lock)",
+        ),
+    ]
+    notes = ["staged path: " + ("the default is volatile, so PostgreSQL would rewrite the table"
+                                if facts.default is not None and facts.default.volatile
+                                else "existing rows need a computed value")]
+    if args.not_null:
+        check = sql.Identifier(derived_name("pgonline_nn", t.name, args.column))
+        steps += [
+            Step(
+                id="add-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+                description="add CHECK (col IS NOT NULL) NOT VALID",
+                sql=_s(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
+                       .format(table, check, col)),
+                undo_sql=_s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
+                why_safe="NOT VALID skips the scan of existing rows; only new writes are checked",
+            ),
+            Step(
+                id="validate-check", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+                description="validate the check against existing rows",
+                sql=_s(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
+                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
+            ),
+            Step(
+                id="set-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+                description="SET NOT NULL, proven by the validated check",
+                sql=_s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col)),
+                undo_sql=_s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, col)),
+                why_safe="PostgreSQL >= 12 uses the validated CHECK instead of scanning the table",
+            ),
+            Step(
+                id="drop-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+                description="drop the helper check (NOT NULL now enforces it)",
+                sql=_s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
+                why_safe="dropping a constraint is a catalog-only change",
+            ),
+        ]
+        if facts.server.major < 12:
+            notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
+    return Plan("add-column", t.display, plan_args, tuple(steps), notes=tuple(notes))
