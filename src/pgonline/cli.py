@@ -136,11 +136,29 @@ def add_column_cmd(table: str, column: str, type_: str, default: str | None, not
 @exec_options
 def resume_cmd(job_id: int, dsn: str | None, **kw: Any) -> None:
     """Continue JOB_ID from its journal (after Ctrl-C, a crash, a pause or a failure)."""
-    from pgonline.commands.jobs import resume
+    from pgonline.commands.jobs import resume, show_plan
 
-    kw["dry_run"] = False if kw.get("dry_run") is None else kw["dry_run"]
     ctx = build_context(dsn, kw)
+    if ctx.dry_run:
+        click.echo(run_async(functools.partial(show_plan, ctx.dsn, job_id)))
+        return
     report_job(run_async(functools.partial(resume, ctx, job_id)))
+
+
+@cli.command("rollback")
+@click.argument("job_id", type=int)
+@click.option("--confirm", is_flag=True,
+              help="Required to roll back a finished job (may discard data written since).")
+@dsn_option
+@exec_options
+def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None:
+    """Undo JOB_ID's completed steps in reverse order (drops what its expand phase added)."""
+    from pgonline.commands.jobs import rollback
+
+    ctx = build_context(dsn, kw)
+    result = run_async(functools.partial(rollback, ctx, job_id, confirm=confirm))
+    if not ctx.dry_run:
+        click.echo(f"job {result.job_id} rolled back ({len(result.steps_run)} steps undone)")
 
 
 @cli.command("status")

@@ -232,3 +232,84 @@ class Executor:
                                       clear_request=True)
             finally:
                 await ctl.close()
+
+    async def rollback(self, job_id: int, *, confirm: bool = False, dry_run: bool = False,
+                       out: Any = None) -> JobResult:
+        """Undo a job's done steps in reverse order, each under the same safety envelope.
+
+        Only the ``undo_sql`` the strategy planned is run (executing never
+        decides).  Undoing a finished job may discard data the application has
+        written since (e.g. dropping the new column), so it needs ``confirm``.
+        """
+        t0 = time.monotonic()
+        conn = await connect(self.dsn)
+        try:
+            await journal.ensure_schema(conn)
+            job = await journal.load_job(conn, job_id)
+            if job.status in (JobStatus.ROLLED_BACK, JobStatus.CANCELLED) and not any(
+                r.status is StepStatus.DONE for r in (await journal.steps(conn, job.id)).values()
+            ):
+                raise JobError(f"job {job.id} has nothing left to roll back")
+            if job.status is JobStatus.DONE and not confirm:
+                raise JobError(
+                    f"job {job.id} finished; rolling it back may discard data written since",
+                    hint=f"re-run with `online rollback {job.id} --confirm` if that is intended",
+                )
+            if not await journal.try_lock_job(conn, job.id):
+                raise JobError(f"job {job.id} is running in another process",
+                               hint=f"stop it first with `online cancel {job.id}` or Ctrl-C")
+            records = await journal.steps(conn, job.id)
+            done = [s for s in reversed(job.plan.steps) if records[s.id].status is StepStatus.DONE]
+            if dry_run:
+                lines = [f"Rollback of job {job.id} ({job.plan.kind} on {job.plan.target}):"]
+                for s in done:
+                    lines.append(f"- undo {s.id}: " + (s.undo_sql or "(nothing to undo)"))
+                (out or print)("\n".join(lines))
+                return JobResult(job.id, job.status, True, time.monotonic() - t0, ())
+            await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
+            ran: list[str] = []
+            try:
+                for s in done:
+                    await self._undo_step(conn, job.id, s)
+                    ran.append(s.id)
+            except PgOnlineError as exc:
+                await self._finish(job.id, JobStatus.FAILED, exc, default_hint=(
+                    f"fix the cause, then run `online rollback {job.id}` again"))
+                raise
+            await self._finish(job.id, JobStatus.ROLLED_BACK, None)
+            return JobResult(job.id, JobStatus.ROLLED_BACK, True, time.monotonic() - t0, tuple(ran))
+        finally:
+            await conn.close()
+
+    async def _undo_step(self, conn: Conn, job_id: int, step: Step) -> None:
+        settings = self.options.settings
+        if step.undo_sql is None:
+            # Nothing structural to reverse (a backfill, a VALIDATE): its effect
+            # disappears with the objects the earlier steps created.
+            async with conn.transaction():
+                await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
+            return
+        undo = step.undo_sql
+        self.progress.step_started(0, 0, step)
+
+        async def transactional() -> None:
+            async with conn.transaction():
+                await conn.execute(set_local("lock_timeout", settings.lock_timeout_ms))
+                await conn.execute(set_local("statement_timeout", settings.ddl_statement_timeout_ms))
+                await conn.execute(undo)  # type: ignore[arg-type]
+                await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
+
+        async def autocommit() -> None:
+            await conn.execute(set_session("lock_timeout", settings.lock_timeout_ms))
+            try:
+                await conn.execute(undo)  # type: ignore[arg-type]
+            finally:
+                await conn.execute("RESET lock_timeout")
+            await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
+
+        try:
+            await with_retries(f"undo {step.id}", transactional if step.transactional else autocommit,
+                               attempts=self.options.max_attempts)
+        except psycopg.Error as exc:
+            raise _server_error(step, exc) from exc
+

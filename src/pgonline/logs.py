@@ -24,6 +24,19 @@ def _redact_values(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _StderrLogger:
+    """Writes to whatever ``sys.stderr`` is *now* (it may be replaced after configure)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _stderr_logger(*_: Any) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure(fmt: LogFormat = "human", *, verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     renderer: Any = (
@@ -40,6 +53,6 @@ def configure(fmt: LogFormat = "human", *, verbose: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -70,7 +70,10 @@ class Workload:
     async def _client(self, n: int) -> None:
         conn = await connect(self.dsn)
         rng = random.Random(self.rng.random() + n)
-        read = sql.SQL("SELECT * FROM {} WHERE id = %s").format(self.table)
+        # Explicit columns: a prepared ``SELECT *`` fails with 0A000 "cached plan
+        # must not change result type" after any column is added, whatever tool
+        # adds it (PostgreSQL behaviour; see README "Caveats").
+        read = sql.SQL("SELECT id, hits FROM {} WHERE id = %s").format(self.table)
         write = sql.SQL("UPDATE {} SET hits = hits + 1 WHERE id = %s").format(self.table)
         insert = sql.SQL("INSERT INTO {} DEFAULT VALUES RETURNING id").format(self.table)
         period = None if not self.rate else 1.0 / self.rate

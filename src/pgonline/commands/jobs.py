@@ -57,3 +57,15 @@ async def status(dsn: str, *, job_id: int | None = None, include_finished: bool 
 
 async def resume(ctx: RunContext, job_id: int) -> JobResult:
     return await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(job_id=job_id)
+
+
+async def rollback(ctx: RunContext, job_id: int, *, confirm: bool = False) -> JobResult:
+    return await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).rollback(
+        job_id, confirm=confirm, dry_run=ctx.dry_run, out=ctx.out)
+
+
+async def show_plan(dsn: str, job_id: int) -> str:
+    async with connection(dsn) as conn:
+        job = await journal.load_job(conn, job_id)
+    return job.plan.to_text()
+

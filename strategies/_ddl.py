@@ -1,0 +1,125 @@
+"""Building blocks shared by the index and constraint strategies (pure, no I/O).
+
+The module name starts with an underscore so strategy discovery skips it: it
+registers nothing, it only renders SQL and steps that several strategies use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from pgonline.errors import CatalogError, PreflightError
+from pgonline.facts import TableFacts
+from pgonline.plan import LockLevel, Phase, Step
+
+
+def render(q: sql.Composable) -> str:
+    """Plans store rendered text (identifiers already quoted by psycopg)."""
+    return q.as_string(None)
+
+
+@dataclass(frozen=True)
+class DataViolations:
+    """What a pre-flight query found in existing rows.
+
+    ``count`` is rows (or duplicate groups) that would make the change fail;
+    ``samples`` are a few of them rendered as ``(key)=(value)`` for the message.
+    """
+
+    count: int
+    samples: tuple[str, ...] = ()
+
+    def examples(self) -> str:
+        return "" if not self.samples else "; e.g. " + ", ".join(self.samples)
+
+
+def require_columns(table: TableFacts, columns: Sequence[str]) -> None:
+    if not columns:
+        raise CatalogError("give at least one column")
+    if len(set(columns)) != len(columns):
+        raise CatalogError(f"a column is listed twice: {', '.join(columns)}")
+    for c in columns:
+        if table.column(c) is None:
+            raise CatalogError(
+                f"column {render(sql.Identifier(c))} does not exist in {table.display}",
+                hint=f"see the columns with `\\d {table.display}` in psql",
+            )
+
+
+def refuse_violations(found: DataViolations, what: str, hint: str) -> None:
+    """Raise :class:`PreflightError` when a pre-flight query found offending rows."""
+    if found.count > 0:
+        raise PreflightError(f"{found.count} {what}{found.examples()}", hint=hint)
+
+
+def index_exists_query(table: TableFacts, schema: str, index: str, *, valid: bool) -> str:
+    """One boolean: an index ``schema.index`` on ``table`` exists with ``indisvalid = valid``.
+
+    Names are passed to ``to_regclass`` as quoted literals, so the probe is
+    exact (no case folding) and returns false instead of failing when absent.
+    """
+    return render(sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM pg_index x"
+        " WHERE x.indexrelid = to_regclass({}) AND x.indrelid = to_regclass({})"
+        " AND {}x.indisvalid)"
+    ).format(
+        sql.Literal(render(sql.Identifier(schema, index))),
+        sql.Literal(table.display),
+        sql.SQL("" if valid else "NOT "),
+    ))
+
+
+def constraint_exists_query(table: TableFacts, name: str, *, validated: bool = False) -> str:
+    """One boolean: constraint ``name`` exists on ``table`` (and is validated, if asked)."""
+    return render(sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint"
+        " WHERE conrelid = to_regclass({}) AND conname = {}{})"
+    ).format(
+        sql.Literal(table.display), sql.Literal(name),
+        sql.SQL(" AND convalidated" if validated else ""),
+    ))
+
+
+def drop_index_concurrently(schema: str, index: str) -> str:
+    return render(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+        sql.Identifier(schema, index)))
+
+
+def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: bool,
+                     keys: Sequence[sql.Composable], using: str | None = None,
+                     where: str | None = None, description: str) -> Step:
+    """``CREATE [UNIQUE] INDEX CONCURRENTLY`` as a restartable, non-transactional step.
+
+    * ``done_if``: a *valid* index of that name on the table exists, so a
+      crash after the build but before the journal update is harmless.
+    * ``cleanup_if``/``cleanup_sql``: an INVALID index of that name is what an
+      interrupted or failed build leaves behind (a lock timeout while waiting
+      for old transactions, a duplicate key, a killed session); it is dropped
+      concurrently before each attempt, so the next attempt starts clean.
+    """
+    create = sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {}{} ({})").format(
+        sql.SQL("UNIQUE " if unique else ""),
+        sql.Identifier(index),
+        table.ident,
+        sql.SQL("") if using is None else sql.SQL(" USING {}").format(sql.Identifier(using)),
+        sql.SQL(", ").join(keys),
+    )
+    if where is not None:
+        create = sql.SQL("{} WHERE ({})").format(create, sql.SQL(where))
+    drop = drop_index_concurrently(table.schema, index)
+    return Step(
+        id=step_id, phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+        transactional=False, description=description, sql=render(create),
+        done_if=index_exists_query(table, table.schema, index, valid=True),
+        cleanup_if=index_exists_query(table, table.schema, index, valid=False),
+        cleanup_sql=drop,
+        # DROP INDEX CONCURRENTLY cannot run in a transaction either; the
+        # rollback runs a non-transactional step's undo in autocommit mode.
+        undo_sql=drop,
+        why_safe="CONCURRENTLY builds under SHARE UPDATE EXCLUSIVE, which does not block "
+        "reads or writes; an interrupted build leaves an INVALID index that is dropped "
+        "and rebuilt on the next attempt",
+    )

@@ -1,0 +1,131 @@
+"""add-index: build an index without blocking writes.
+
+Problem: a plain ``CREATE INDEX`` takes a SHARE lock on the table for the
+whole build: reads continue, but every INSERT, UPDATE and DELETE waits until
+the index is built, which on a big table is minutes.
+
+What we do instead: ``CREATE [UNIQUE] INDEX CONCURRENTLY``, which holds only
+SHARE UPDATE EXCLUSIVE (it blocks other DDL and VACUUM, never reads or
+writes) and builds in two table scans while waiting for older transactions.
+It cannot run inside a transaction, and when it fails or is interrupted it
+leaves an INVALID index behind, which the planner ignores but writes still
+maintain.  The step therefore carries a ``done_if`` probe (a valid index of
+that name exists: nothing to do) and a cleanup (an INVALID one exists: drop
+it concurrently, then build again), so a re-run always converges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pglast import ast, parse_sql
+from psycopg import sql
+
+from pgonline.errors import CatalogError, UsageError
+from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import Plan
+from pgonline.strategies._ddl import (
+    DataViolations,
+    build_index_step,
+    refuse_violations,
+    render,
+    require_columns,
+)
+from pgonline.strategy import strategy
+
+
+@dataclass(frozen=True)
+class AddIndexArgs:
+    name: str
+    columns: tuple[str, ...] = ()
+    expressions: tuple[str, ...] = ()
+    unique: bool = False
+    where: str | None = None
+    using: str | None = None
+
+
+@dataclass(frozen=True)
+class ExistingRelation:
+    """A relation that already carries the name we want for a new index."""
+
+    kind: str  # pg_class.relkind
+    on_table: bool  # an index on the very table we are indexing
+    valid: bool  # pg_index.indisvalid (indexes only)
+
+
+@dataclass(frozen=True)
+class AddIndexFacts:
+    table: TableFacts
+    partitioned: bool
+    existing: ExistingRelation | None
+    duplicates: DataViolations | None = None  # pre-flight for --unique
+
+
+def _figure_colname(expr: str) -> str:
+    """The name PostgreSQL gives an index expression column (FigureIndexColname)."""
+    try:
+        stmt = parse_sql(f"SELECT ({expr})")[0].stmt
+    except Exception:  # validated earlier; fall back to PostgreSQL's generic name
+        return "expr"
+    val = stmt.targetList[0].val
+    if isinstance(val, ast.FuncCall):
+        return str(val.funcname[-1].sval)
+    if isinstance(val, ast.ColumnRef) and isinstance(val.fields[-1], ast.String):
+        return str(val.fields[-1].sval)
+    return "expr"
+
+
+def default_index_name(table: str, columns: tuple[str, ...], expressions: tuple[str, ...]) -> str:
+    """``<table>_<col>_<col>_idx`` like PostgreSQL; hashed when over 63 bytes.
+
+    PostgreSQL truncates long names (and numbers them on conflict); a
+    deterministic hashed name is what lets a re-run find its own index.
+    """
+    parts = [*columns, *(_figure_colname(e) for e in expressions)]
+    return derived_name(table, *parts, "idx")
+
+
+@strategy("add-index")
+def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
+    t = facts.table
+    if not args.columns and not args.expressions:
+        raise UsageError("give at least one column or --expression")
+    if args.columns:
+        require_columns(t, args.columns)
+    if facts.partitioned:
+        raise CatalogError(
+            f"{t.display} is partitioned; PostgreSQL cannot CREATE INDEX CONCURRENTLY on it",
+            hint="build the index CONCURRENTLY on each partition, then CREATE INDEX ON ONLY the "
+            "parent and ALTER INDEX ... ATTACH PARTITION each one",
+        )
+    ident = render(sql.Identifier(t.schema, args.name))
+    notes = []
+    ex = facts.existing
+    if ex is not None:
+        if ex.kind == "i" and ex.on_table and not ex.valid:
+            notes.append(f"an INVALID index {ident} (left by a failed build) is dropped and rebuilt")
+        elif ex.kind == "i" and ex.on_table:
+            raise CatalogError(f"index {ident} already exists on {t.display}")
+        else:
+            raise CatalogError(f"relation {ident} already exists",
+                               hint="choose another name with --name")
+    if args.unique and facts.duplicates is not None:
+        cols = ", ".join([*args.columns, *args.expressions])
+        refuse_violations(
+            facts.duplicates, f"duplicate value groups in {t.display} ({cols})"
+            + (f" WHERE {args.where}" if args.where else ""),
+            hint="a unique index cannot be built over duplicates: resolve them first "
+            "(the examples show the duplicated values and how often each occurs)",
+        )
+    keys: list[sql.Composable] = [sql.Identifier(c) for c in args.columns]
+    keys += [sql.SQL("({})").format(sql.SQL(e)) for e in args.expressions]
+    kind = "unique index" if args.unique else "index"
+    step = build_index_step(
+        step_id="create-index", table=t, index=args.name, unique=args.unique, keys=keys,
+        using=args.using, where=args.where,
+        description=f"build {kind} {ident} CONCURRENTLY (outside a transaction)",
+    )
+    notes.append("a transaction older than the build makes it wait; past --lock-timeout the "
+                 "attempt fails, its INVALID index is dropped and the build is retried")
+    return Plan("add-index", t.display, asdict(args), (step,), notes=tuple(notes))

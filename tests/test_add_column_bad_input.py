@@ -1,0 +1,81 @@
+"""Bad input: a clear one-line error, a documented exit code, the database unchanged."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.tables import columns, create_users, schema_snapshot
+
+
+@pytest.fixture
+def users(db):
+    create_users(db, 50)
+    return schema_snapshot(db)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["missing_table", "c", "int"], 3, 'table "missing_table" does not exist'),
+        (['"x; drop table users"', "c", "int"], 3, 'table "x; drop table users" does not exist'),
+        (["users", "email", "text"], 3, 'column "email" already exists'),
+        (["users", "c", "no_such_type"], 2, "bad type"),
+        (["users", "c", "int; drop table users"], 2, "must be a single SQL expression"),
+        (["users", "c", "int", "--default", "1); drop table users; --"], 2, "default"),
+        (["users", "c", "int", "--default", "'abc'"], 2, "invalid input syntax"),
+        (["users", "c", "int", "--not-null"], 2, "needs --default or --backfill"),
+        (["users", "c", "int", "--backfill", "no_such_column + 1"], 2, "bad backfill expression"),
+        (["users", "c", "int", "--backfill", "(select 1)"], 2, "must not contain a subquery"),
+        (["a.b.c", "c", "int"], 2, "too many dotted parts"),
+        (["users", "x" * 64, "int"], 2, "longer than 63 bytes"),
+    ],
+)
+def test_bad_input_exits_with_clear_error_and_changes_nothing(db, online, users, args, code,
+                                                              message):
+    r = online("add-column", *args)
+    assert r.code == code, r.err
+    assert message in r.err
+    assert "Traceback" not in r.err
+    assert r.err.startswith("error: ") or "\nerror: " in r.err
+    assert schema_snapshot(db) == users
+
+
+def test_hostile_column_name_is_just_a_name(db, online, users):
+    r = online("add-column", "users", '"x; drop table users"', "int")
+    assert r.code == 0, r.err
+    assert "x; drop table users" in columns(db, "users")
+    assert db.execute("SELECT count(*) FROM users").fetchone() == (50,)
+
+
+def test_staged_change_on_a_table_without_key_is_refused(db, online):
+    db.execute("CREATE TABLE nokey (a int)")
+    db.execute("INSERT INTO nokey SELECT generate_series(1, 10)")
+    before = schema_snapshot(db)
+    r = online("add-column", "nokey", "t", "uuid", "--default", "gen_random_uuid()")
+    assert r.code == 3
+    assert "no primary key or NOT NULL unique index" in r.err and "hint:" in r.err
+    assert schema_snapshot(db) == before
+
+
+def test_unique_not_null_index_serves_as_batch_key(db, online):
+    db.execute("CREATE TABLE k (code text NOT NULL, v int)")
+    db.execute("CREATE UNIQUE INDEX k_code ON k (code)")
+    db.execute("INSERT INTO k SELECT 'c' || g, g FROM generate_series(1, 3000) g")
+    r = online("add-column", "k", "t", "uuid", "--default", "gen_random_uuid()", "--not-null",
+               "--batch-size", "100", "--max-batch-size", "100")
+    assert r.code == 0, r.err
+    assert db.execute("SELECT count(DISTINCT t) FROM k").fetchone() == (3000,)
+
+
+def test_missing_dsn_is_a_usage_error(online, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    r = online("add-column", "users", "c", "int", with_dsn=False)
+    assert r.code == 2 and "no database given" in r.err
+
+
+def test_unreachable_server_exits_7_and_never_prints_the_password(online):
+    r = online("add-column", "users", "c", "int", "--dsn",
+               "postgresql://app:s3cret-pw@127.0.0.1:1/db?connect_timeout=2", with_dsn=False)
+    assert r.code == 7
+    assert "cannot connect" in r.err
+    assert "s3cret-pw" not in r.err

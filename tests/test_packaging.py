@@ -1,0 +1,35 @@
+"""Packaging: strategies/ ships inside the wheel as pgonline.strategies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_non_editable_wheel_contains_the_strategies_package(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )
+    wheel = next(tmp_path.glob("pgonline-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "pgonline/strategies/__init__.py" in names
+    assert "pgonline/strategies/add_column.py" in names
+    assert "pgonline/cli.py" in names and "pgonline/py.typed" in names
+    assert not any(n.startswith("strategies/") for n in names)
+    entry = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "online = pgonline.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_every_strategy_module_registers_itself():
+    from pgonline.strategy import known_strategies
+
+    assert "add-column" in known_strategies()
