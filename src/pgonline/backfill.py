@@ -58,7 +58,7 @@ class BatchOptions:
 
 
 def next_batch_size(current: int, elapsed_ms: float, opts: BatchOptions) -> int:
-    """Steer toward ``target_ms`` per batch: proportional, at most ×2 or ÷2 a step."""
+    """Steer toward ``target_ms`` per batch: proportional, at most x2 or /2 a step."""
     if elapsed_ms <= 0:
         return min(opts.max_size, current * 2)
     ratio = max(0.5, min(2.0, opts.target_ms / elapsed_ms))
@@ -150,6 +150,7 @@ class Backfill:
         self.progress = progress
         self.throttles = throttles
         self.n_keys = len(self.spec.key_columns)
+        self.size = opts.initial_size
 
     async def _start(self) -> Checkpoint:
         cp = await journal.load_checkpoint(self.conn, self.job_id, self.step.id)
@@ -192,7 +193,7 @@ class Backfill:
         cp = await self._start()
         stats = BackfillStats(rows_done=cp.rows_done, rows_total=max(cp.rows_total, cp.rows_done),
                               batch_size=cp.batch_size)
-        size = cp.batch_size
+        self.size = cp.batch_size
         while not cp.finished:
             await self._wait_for_throttles(stats)
             assert cp.max_key is not None
@@ -200,14 +201,13 @@ class Backfill:
             query = batch_query(self.spec, first=first)
 
             def shrink(_: BaseException) -> None:
-                nonlocal size
                 # A timeout or lock failure on a big batch: retry with a smaller one.
-                size = max(self.opts.min_size, size // 2)
+                self.size = max(self.opts.min_size, self.size // 2)
 
             async def one_batch(cp: Checkpoint = cp, first: bool = first,
                                 query: sql.Composed = query) -> tuple[Checkpoint, float, int]:
                 params: list[Any] = [] if first else list(cp.last_key or [])
-                params += [*cp.max_key, size] if cp.max_key else []
+                params += [*cp.max_key, self.size] if cp.max_key else []
                 t0 = time.monotonic()
                 async with self.conn.transaction():
                     await self.conn.execute(set_local("lock_timeout", self.settings.lock_timeout_ms))
@@ -218,14 +218,15 @@ class Backfill:
                     row = await cur.fetchone()
                     if row is None:
                         new = Checkpoint(cp.last_key, cp.max_key, cp.rows_done, cp.rows_total,
-                                         cp.batches, size, finished=True)
+                                         cp.batches, self.size, finished=True)
                         updated = 0
                     else:
                         last = [str(v) for v in row[: self.n_keys]]
                         updated, scanned = int(row[self.n_keys]), int(row[self.n_keys + 1])
                         new = Checkpoint(last, cp.max_key, cp.rows_done + scanned,
                                          max(cp.rows_total, cp.rows_done + scanned),
-                                         cp.batches + 1, size, finished=scanned < size)
+                                         cp.batches + 1, self.size,
+                                         finished=scanned < self.size)
                     if new.finished:
                         await journal.set_step(self.conn, self.job_id, self.step.id,
                                                StepStatus.DONE)
@@ -240,8 +241,8 @@ class Backfill:
             stats.rows_done, stats.rows_total = new.rows_done, new.rows_total
             stats.rows_updated += updated
             cp = new
-            size = next_batch_size(size, elapsed_ms, self.opts)
-            stats.batch_size = size
+            self.size = next_batch_size(self.size, elapsed_ms, self.opts)
+            stats.batch_size = self.size
             self.progress.backfill(self.step, stats, force=cp.finished)
             if not cp.finished and self.opts.sleep_ms:
                 await anyio.sleep(self.opts.sleep_ms / 1000)

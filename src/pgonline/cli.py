@@ -45,7 +45,8 @@ def dsn_option(f: F) -> F:
 def exec_options(f: F) -> F:
     """Options shared by every command that changes the schema."""
     opts = [
-        click.option("--dry-run", is_flag=True, help="Print the plan (steps, phases, locks); change nothing."),
+        click.option("--dry-run", is_flag=True,
+                     help="Print the plan (steps, phases, locks); change nothing."),
         click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
                      help="Run only this phase (deploy application code between phases)."),
         click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1), default=2000,

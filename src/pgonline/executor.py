@@ -77,7 +77,7 @@ class Executor:
         self.throttles = throttles or Throttles()
 
     async def _query_bool(self, conn: Conn, query: str) -> bool:
-        cur = await conn.execute(query)  # type: ignore[arg-type]
+        cur = await conn.execute(query)
         row = await cur.fetchone()
         return bool(row and row[0])
 
@@ -296,13 +296,13 @@ class Executor:
             async with conn.transaction():
                 await conn.execute(set_local("lock_timeout", settings.lock_timeout_ms))
                 await conn.execute(set_local("statement_timeout", settings.ddl_statement_timeout_ms))
-                await conn.execute(undo)  # type: ignore[arg-type]
+                await conn.execute(undo)
                 await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
 
         async def autocommit() -> None:
             await conn.execute(set_session("lock_timeout", settings.lock_timeout_ms))
             try:
-                await conn.execute(undo)  # type: ignore[arg-type]
+                await conn.execute(undo)
             finally:
                 await conn.execute("RESET lock_timeout")
             await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)

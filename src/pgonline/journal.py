@@ -59,13 +59,13 @@ class Request(StrEnum):
     CANCEL = "cancel"
 
 
-_DDL = f"""
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-CREATE TABLE IF NOT EXISTS {SCHEMA}.meta (
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS pgonline;
+CREATE TABLE IF NOT EXISTS pgonline.meta (
     key text PRIMARY KEY,
     value text NOT NULL
 );
-CREATE TABLE IF NOT EXISTS {SCHEMA}.jobs (
+CREATE TABLE IF NOT EXISTS pgonline.jobs (
     id bigserial PRIMARY KEY,
     kind text NOT NULL,
     target text NOT NULL,
@@ -81,10 +81,10 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.jobs (
     updated_at timestamptz NOT NULL DEFAULT now(),
     finished_at timestamptz
 );
-CREATE INDEX IF NOT EXISTS jobs_fingerprint_idx ON {SCHEMA}.jobs (fingerprint)
+CREATE INDEX IF NOT EXISTS jobs_fingerprint_idx ON pgonline.jobs (fingerprint)
     WHERE status NOT IN ('done', 'cancelled', 'rolled_back');
-CREATE TABLE IF NOT EXISTS {SCHEMA}.steps (
-    job_id bigint NOT NULL REFERENCES {SCHEMA}.jobs (id) ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS pgonline.steps (
+    job_id bigint NOT NULL REFERENCES pgonline.jobs (id) ON DELETE CASCADE,
     step_id text NOT NULL,
     ord integer NOT NULL,
     status text NOT NULL,
@@ -94,7 +94,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.steps (
     finished_at timestamptz,
     PRIMARY KEY (job_id, step_id)
 );
-CREATE TABLE IF NOT EXISTS {SCHEMA}.checkpoints (
+CREATE TABLE IF NOT EXISTS pgonline.checkpoints (
     job_id bigint NOT NULL,
     step_id text NOT NULL,
     last_key jsonb,
@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.checkpoints (
     finished boolean NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, step_id),
-    FOREIGN KEY (job_id, step_id) REFERENCES {SCHEMA}.steps (job_id, step_id) ON DELETE CASCADE
+    FOREIGN KEY (job_id, step_id) REFERENCES pgonline.steps (job_id, step_id) ON DELETE CASCADE
 );
 """
 
@@ -150,7 +150,7 @@ class Checkpoint:
 
 async def ensure_schema(conn: Conn) -> None:
     """Create the journal schema once; concurrent first runs serialize on an advisory lock."""
-    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.checkpoints"])
+    cur = await conn.execute("SELECT to_regclass('pgonline.checkpoints') IS NOT NULL")
     row = await cur.fetchone()
     if row and row[0]:
         return
@@ -158,7 +158,7 @@ async def ensure_schema(conn: Conn) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(%s::int, 0)", [LOCK_NAMESPACE])
         await conn.execute(_DDL)
         await conn.execute(
-            f"INSERT INTO {SCHEMA}.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+            "INSERT INTO pgonline.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
             [str(SCHEMA_VERSION)],
         )
 
@@ -184,8 +184,8 @@ def _job(row: dict[str, Any]) -> Job:
 async def create_job(conn: Conn, plan: Plan, phase: str | None = None) -> int:
     async with conn.transaction():
         cur = await conn.execute(
-            f"""
-            INSERT INTO {SCHEMA}.jobs (kind, target, fingerprint, plan, phase, status)
+            """
+            INSERT INTO pgonline.jobs (kind, target, fingerprint, plan, phase, status)
             VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
             """,
             [plan.kind, plan.target, plan.fingerprint, Jsonb(plan.to_dict()), phase,
@@ -196,7 +196,7 @@ async def create_job(conn: Conn, plan: Plan, phase: str | None = None) -> int:
         job_id = int(row[0])
         async with conn.cursor() as c:
             await c.executemany(
-                f"INSERT INTO {SCHEMA}.steps (job_id, step_id, ord, status) VALUES (%s, %s, %s, %s)",
+                "INSERT INTO pgonline.steps (job_id, step_id, ord, status) VALUES (%s, %s, %s, %s)",
                 [(job_id, s.id, i, StepStatus.PENDING.value) for i, s in enumerate(plan.steps)],
             )
     return job_id
@@ -205,8 +205,8 @@ async def create_job(conn: Conn, plan: Plan, phase: str | None = None) -> int:
 async def find_unfinished(conn: Conn, fingerprint: str) -> Job | None:
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"""
-            SELECT * FROM {SCHEMA}.jobs
+            """
+            SELECT * FROM pgonline.jobs
              WHERE fingerprint = %s AND status NOT IN ('done', 'cancelled', 'rolled_back')
              ORDER BY id DESC LIMIT 1
             """,
@@ -218,7 +218,7 @@ async def find_unfinished(conn: Conn, fingerprint: str) -> Job | None:
 
 async def load_job(conn: Conn, job_id: int) -> Job:
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(f"SELECT * FROM {SCHEMA}.jobs WHERE id = %s", [job_id])
+        await cur.execute("SELECT * FROM pgonline.jobs WHERE id = %s", [job_id])
         row = await cur.fetchone()
     if row is None:
         raise JobError(f"job {job_id} does not exist", hint="`online status` lists jobs")
@@ -226,19 +226,23 @@ async def load_job(conn: Conn, job_id: int) -> Job:
 
 
 async def list_jobs(conn: Conn, *, include_finished: bool = True, limit: int = 50) -> list[Job]:
-    cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [f"{SCHEMA}.jobs"])
+    cur = await conn.execute("SELECT to_regclass('pgonline.jobs') IS NOT NULL")
     row = await cur.fetchone()
     if not row or not row[0]:
         return []
-    where = "" if include_finished else "WHERE status NOT IN ('done', 'cancelled', 'rolled_back')"
     async with conn.cursor(row_factory=dict_row) as c:
-        await c.execute(f"SELECT * FROM {SCHEMA}.jobs {where} ORDER BY id DESC LIMIT %s", [limit])
+        await c.execute(
+            """SELECT * FROM pgonline.jobs
+                WHERE %s OR status NOT IN ('done', 'cancelled', 'rolled_back')
+                ORDER BY id DESC LIMIT %s""",
+            [include_finished, limit],
+        )
         return [_job(r) for r in await c.fetchall()]
 
 
 async def steps(conn: Conn, job_id: int) -> dict[str, StepRecord]:
     cur = await conn.execute(
-        f"""SELECT step_id, ord, status, attempts, error FROM {SCHEMA}.steps
+        """SELECT step_id, ord, status, attempts, error FROM pgonline.steps
              WHERE job_id = %s ORDER BY ord""",
         [job_id],
     )
@@ -251,8 +255,8 @@ async def set_step(conn: Conn, job_id: int, step_id: str, status: StepStatus,
                    error: str | None = None) -> None:
     """Record a step's status; call inside the step's own transaction where it has one."""
     await conn.execute(
-        f"""
-        UPDATE {SCHEMA}.steps
+        """
+        UPDATE pgonline.steps
            SET status = %s, error = %s,
                attempts = attempts + (%s = 'running')::int,
                started_at = CASE WHEN %s = 'running' THEN coalesce(started_at, now())
@@ -267,8 +271,8 @@ async def set_step(conn: Conn, job_id: int, step_id: str, status: StepStatus,
 async def set_job(conn: Conn, job_id: int, status: JobStatus, *, error: str | None = None,
                   hint: str | None = None, clear_request: bool = False) -> None:
     await conn.execute(
-        f"""
-        UPDATE {SCHEMA}.jobs
+        """
+        UPDATE pgonline.jobs
            SET status = %s, error = %s, hint = %s, updated_at = now(),
                pid = CASE WHEN %s = 'running' THEN pg_backend_pid() END,
                request = CASE WHEN %s THEN NULL ELSE request END,
@@ -280,26 +284,26 @@ async def set_job(conn: Conn, job_id: int, status: JobStatus, *, error: str | No
 
 
 async def set_phase(conn: Conn, job_id: int, phase: str | None) -> None:
-    await conn.execute(f"UPDATE {SCHEMA}.jobs SET phase = %s WHERE id = %s", [phase, job_id])
+    await conn.execute("UPDATE pgonline.jobs SET phase = %s WHERE id = %s", [phase, job_id])
 
 
 async def request(conn: Conn, job_id: int, req: Request | None) -> None:
     await conn.execute(
-        f"UPDATE {SCHEMA}.jobs SET request = %s, updated_at = now() WHERE id = %s",
+        "UPDATE pgonline.jobs SET request = %s, updated_at = now() WHERE id = %s",
         [req.value if req else None, job_id],
     )
 
 
 async def pending_request(conn: Conn, job_id: int) -> Request | None:
-    cur = await conn.execute(f"SELECT request FROM {SCHEMA}.jobs WHERE id = %s", [job_id])
+    cur = await conn.execute("SELECT request FROM pgonline.jobs WHERE id = %s", [job_id])
     row = await cur.fetchone()
     return Request(row[0]) if row and row[0] else None
 
 
 async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint | None:
     cur = await conn.execute(
-        f"""SELECT last_key, max_key, rows_done, rows_total, batches, batch_size, finished
-              FROM {SCHEMA}.checkpoints WHERE job_id = %s AND step_id = %s""",
+        """SELECT last_key, max_key, rows_done, rows_total, batches, batch_size, finished
+              FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s""",
         [job_id, step_id],
     )
     row = await cur.fetchone()
@@ -309,8 +313,8 @@ async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint |
 async def save_checkpoint(conn: Conn, job_id: int, step_id: str, cp: Checkpoint) -> None:
     """Upsert a checkpoint; called in the same transaction as the batch it describes."""
     await conn.execute(
-        f"""
-        INSERT INTO {SCHEMA}.checkpoints AS c
+        """
+        INSERT INTO pgonline.checkpoints AS c
                (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
                 batch_size, finished, updated_at)
         VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -16,7 +17,7 @@ from pgonline.connection import redact
 LogFormat = Literal["human", "json"]
 
 
-def _redact_values(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact_values(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     # A DSN can reach a log line through an error message; passwords never may.
     for key, value in event.items():
         if isinstance(value, str) and ("password" in value or "://" in value):

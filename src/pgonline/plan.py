@@ -211,8 +211,8 @@ class Plan:
                 keys = ", ".join(b.key_columns)
                 where = f" AND ({b.where_sql})" if b.where_sql else ""
                 table = sql.Identifier(b.schema, b.table).as_string(None)
-                lines.append(
-                    f"   UPDATE {table} SET {b.set_sql}"
+                lines.append(  # display text only, never executed
+                    f"   UPDATE {table} SET {b.set_sql}"  # noqa: S608
                     f" WHERE ({keys}) IN <next keyset batch>{where}"
                 )
         return "\n".join(lines)

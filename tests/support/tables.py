@@ -19,7 +19,7 @@ def create_users(db: psycopg.Connection[Any], rows: int, *, table: str = "users"
         """
     )
     db.execute(
-        f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"
+        f"INSERT INTO {table} (email) SELECT 'user' || g || '@example.com'"  # noqa: S608
         f" FROM generate_series(1, %s) g",
         [rows],
     )
