@@ -17,14 +17,9 @@ it concurrently, then build again), so a re-run always converges.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from pglast import ast, parse_sql
-from psycopg import sql
-
-from pgonline.errors import CatalogError, UsageError
-from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
-from pgonline.plan import Plan
 from pgonline.strategies._ddl import (
     DataViolations,
     build_index_step,
@@ -32,6 +27,12 @@ from pgonline.strategies._ddl import (
     render,
     require_columns,
 )
+from psycopg import sql
+
+from pgonline.errors import CatalogError, UsageError
+from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import Plan
 from pgonline.strategy import strategy
 
 
@@ -65,13 +66,13 @@ class AddIndexFacts:
 def _figure_colname(expr: str) -> str:
     """The name PostgreSQL gives an index expression column (FigureIndexColname)."""
     try:
-        stmt = parse_sql(f"SELECT ({expr})")[0].stmt
+        stmt: Any = parse_sql(f"SELECT ({expr})")[0].stmt
     except Exception:  # validated earlier; fall back to PostgreSQL's generic name
         return "expr"
-    val = stmt.targetList[0].val
-    if isinstance(val, ast.FuncCall):
+    val: Any = stmt.targetList[0].val
+    if isinstance(val, ast.FuncCall) and val.funcname:
         return str(val.funcname[-1].sval)
-    if isinstance(val, ast.ColumnRef) and isinstance(val.fields[-1], ast.String):
+    if isinstance(val, ast.ColumnRef) and val.fields and isinstance(val.fields[-1], ast.String):
         return str(val.fields[-1].sval)
     return "expr"
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pgonline.strategies._ddl import drop_index_concurrently, render
 from psycopg import sql
 
 from pgonline.errors import CatalogError
 from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategies._ddl import drop_index_concurrently, render
 from pgonline.strategy import strategy
 
-_CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION", "f": "FOREIGN KEY"}
+_CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,12 @@ def recreate_concurrently(definition: str) -> str:
 @strategy("drop-index")
 def plan_drop_index(facts: DropIndexFacts, args: DropIndexArgs) -> Plan:
     ident = render(sql.Identifier(facts.schema, facts.name))
+    if facts.constraint is not None and facts.constraint_type == "f":
+        cname = render(sql.Identifier(facts.constraint))
+        raise CatalogError(
+            f"foreign key {cname} depends on index {ident} (it enforces the referenced key)",
+            hint="drop or re-point that foreign key first",
+        )
     if facts.constraint is not None:
         kind = _CONSTRAINT_KINDS.get(facts.constraint_type or "", "a")
         cname = render(sql.Identifier(facts.constraint))

@@ -52,3 +52,13 @@ def test_dry_run_prints_steps_with_locks_and_changes_nothing(db, online):
     assert "token" not in columns(db, "users")
     r2 = online("plan", "add-column", "users", "token", "uuid", "--default", "gen_random_uuid()")
     assert r2.code == 0 and "[backfill] backfill" in r2.out
+
+
+def test_percent_signs_in_identifiers_and_expressions_stay_literal(db, online):
+    db.execute('CREATE TABLE "we%sird" ("k%b" int PRIMARY KEY, email text)')
+    db.execute("""INSERT INTO "we%sird" SELECT g, 'u' || g || '@x' FROM generate_series(1, 900) g""")
+    r = online("add-column", '"we%sird"', '"v%s"', "int", "--backfill",
+               """("k%b" % 7) + (CASE WHEN email LIKE '%@%' THEN 100 ELSE 0 END)""",
+               "--not-null", "--batch-size", "100", "--max-batch-size", "100")
+    assert r.code == 0, r.err
+    assert db.execute('SELECT count(*) FROM "we%sird" WHERE "v%s" = "k%b" % 7 + 100').fetchone() == (900,)

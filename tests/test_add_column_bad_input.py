@@ -18,6 +18,8 @@ def users(db):
     [
         (["missing_table", "c", "int"], 3, 'table "missing_table" does not exist'),
         (['"x; drop table users"', "c", "int"], 3, 'table "x; drop table users" does not exist'),
+        (["x; drop table users", "c", "int"], 2, "not a valid unquoted identifier"),
+        (["users", "c; drop table users", "int"], 2, "not a valid unquoted identifier"),
         (["users", "email", "text"], 3, 'column "email" already exists'),
         (["users", "c", "no_such_type"], 2, "bad type"),
         (["users", "c", "int; drop table users"], 2, "must be a single SQL expression"),

@@ -31,6 +31,7 @@ from pgonline.catalog import estimate_rows
 from pgonline.connection import SessionSettings, set_local
 from pgonline.errors import Interrupted, JobError
 from pgonline.journal import Checkpoint, Request, StepStatus
+from pgonline.params import PARAM, with_params
 from pgonline.plan import BackfillSpec, Step
 from pgonline.progress import BackfillStats, Progress
 from pgonline.retry import is_retryable, with_retries
@@ -58,7 +59,11 @@ class BatchOptions:
 
 
 def next_batch_size(current: int, elapsed_ms: float, opts: BatchOptions) -> int:
-    """Steer toward ``target_ms`` per batch: proportional, at most x2 or /2 a step."""
+    """Steer toward ``target_ms`` per batch.
+
+    The proportional size is clamped to x2 / x0.5 of the current one, then
+    smoothed halfway, so one step changes the size by at most x1.5 / x0.75.
+    """
     if elapsed_ms <= 0:
         return min(opts.max_size, current * 2)
     ratio = max(0.5, min(2.0, opts.target_ms / elapsed_ms))
@@ -86,7 +91,7 @@ def max_key_query(spec: BackfillSpec) -> sql.Composed:
     )
 
 
-def batch_query(spec: BackfillSpec, *, first: bool) -> sql.Composed:
+def batch_query(spec: BackfillSpec, *, first: bool) -> sql.SQL:
     """One keyset batch: pick the next keys, update those that still match, report.
 
     Parameters: ``[*last_key] (unless first), *max_key, limit``.  The batch's
@@ -96,12 +101,14 @@ def batch_query(spec: BackfillSpec, *, first: bool) -> sql.Composed:
     keys = _keys(spec)
     table = sql.Identifier(spec.schema, spec.table)
     aliases = [sql.Identifier(f"pgonline_k{i}") for i in range(len(keys))]
-    ph = [sql.Placeholder() for _ in keys]
+    ph = [PARAM for _ in keys]
     lower = sql.SQL("") if first else sql.SQL("{} > {} AND ").format(_row(list(keys)), _row(list(ph)))
     where_extra = sql.SQL("") if spec.where_sql is None else sql.SQL(" AND ({})").format(
         sql.SQL(spec.where_sql)
     )
-    return sql.SQL(
+    # Parameters are marked with PARAM and rendered by with_params, so a "%" in
+    # an identifier or a user expression (modulo, LIKE pattern) stays literal.
+    return with_params(sql.SQL(
         """WITH pgonline_batch AS (
     SELECT {select_keys} FROM {table}
      WHERE {lower}{keyrow} <= {upper}
@@ -121,9 +128,9 @@ SELECT {last_keys}, (SELECT count(*) FROM pgonline_updated), (SELECT count(*) FR
         table=table,
         lower=lower,
         keyrow=_row(list(keys)),
-        upper=_row([sql.Placeholder() for _ in keys]),
+        upper=_row([PARAM for _ in keys]),
         order=sql.SQL(", ").join(keys),
-        limit=sql.Placeholder(),
+        limit=PARAM,
         set_sql=sql.SQL(spec.set_sql),
         qualified=_row([sql.SQL("{}.{}").format(table, k) for k in keys]),
         aliasrow=_row([sql.SQL("pgonline_batch.{}").format(a) for a in aliases]),
@@ -132,7 +139,7 @@ SELECT {last_keys}, (SELECT count(*) FROM pgonline_updated), (SELECT count(*) FR
         # Qualified, so ORDER BY sorts by the key itself and not by the ::text
         # output column of the same name (which would order 999 after 1750).
         alias_desc=sql.SQL(", ").join(sql.SQL("pgonline_batch.{} DESC").format(a) for a in aliases),
-    )
+    ))
 
 
 class Backfill:
@@ -205,7 +212,7 @@ class Backfill:
                 self.size = max(self.opts.min_size, self.size // 2)
 
             async def one_batch(cp: Checkpoint = cp, first: bool = first,
-                                query: sql.Composed = query) -> tuple[Checkpoint, float, int]:
+                                query: sql.SQL = query) -> tuple[Checkpoint, float, int]:
                 params: list[Any] = [] if first else list(cp.last_key or [])
                 params += [*cp.max_key, self.size] if cp.max_key else []
                 t0 = time.monotonic()

@@ -24,9 +24,10 @@ import structlog
 
 from pgonline import journal
 from pgonline.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
+from pgonline.blockers import LockWatch
 from pgonline.connection import SessionSettings, connect, set_local, set_session
 from pgonline.errors import Interrupted, JobError, PgOnlineError, StatementError
-from pgonline.journal import Job, JobStatus, StepStatus
+from pgonline.journal import Job, JobStatus, Request, StepStatus
 from pgonline.plan import LockLevel, Phase, Plan, Step
 from pgonline.progress import Progress
 from pgonline.retry import with_retries
@@ -75,6 +76,7 @@ class Executor:
         self.options = options
         self.progress = progress
         self.throttles = throttles or Throttles()
+        self._relation = ""
 
     async def _query_bool(self, conn: Conn, query: str) -> bool:
         cur = await conn.execute(query)
@@ -120,11 +122,23 @@ class Executor:
 
         if not step.transactional:
             await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
-        try:
+
+        async def attempts() -> None:
             await with_retries(
                 step.id, transactional if step.transactional else autocommit,
                 attempts=self.options.max_attempts,
             )
+
+        try:
+            if LockWatch.applies(step):
+                # Cut-over step: log who holds/blocks our lock (side connection),
+                # and cancel blockers only if --cancel-blockers-after was given.
+                await LockWatch(self.dsn, step=step, relation=self._relation,
+                                our_pid=conn.info.backend_pid,
+                                cancel_after_s=self.throttles.cancel_blockers_after_s,
+                                lock_timeout_ms=settings.lock_timeout_ms).run(attempts)
+            else:
+                await attempts()
         except psycopg.Error as exc:
             raise _server_error(step, exc) from exc
         return not skipped
@@ -134,6 +148,9 @@ class Executor:
         t0 = time.monotonic()
         conn = await connect(self.dsn)
         try:
+            # Misconfigured throttles (privileges, a bad --throttle-query, a
+            # replica DSN that is not a standby) fail before anything is written.
+            await self.throttles.prepare(conn)
             await journal.ensure_schema(conn)
             job, resumed = await self._open_job(conn, plan, job_id)
             if not await journal.try_lock_job(conn, job.id):
@@ -141,7 +158,17 @@ class Executor:
                                hint="watch it with `online status`")
             return await self._drive(conn, job, resumed, t0)
         finally:
+            with anyio.CancelScope(shield=True):
+                await self.throttles.aclose()
             await conn.close()
+
+    async def _check_request(self, conn: Conn, job_id: int) -> None:
+        """Honour `online pause/cancel` from another terminal between steps."""
+        req = await journal.pending_request(conn, job_id)
+        if req is Request.CANCEL:
+            raise JobCancelled(job_id)
+        if req is Request.PAUSE:
+            raise JobPaused(job_id)
 
     async def _open_job(self, conn: Conn, plan: Plan | None, job_id: int | None) -> tuple[Job, bool]:
         if job_id is not None:
@@ -158,10 +185,25 @@ class Executor:
 
     async def _drive(self, conn: Conn, job: Job, resumed: bool, t0: float) -> JobResult:
         plan = job.plan
-        await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
-        self.progress.job(job.id, plan.kind, plan.target, resumed)
+        self._relation = plan.target
         records = await journal.steps(conn, job.id)
         todo = plan.only_phase(self.options.phase)
+        if self.options.phase is not None:
+            # Phases build on each other: a backfill before its expand step (or a
+            # contract before its backfill) would fail half-way or be wrong.
+            order = list(Phase)
+            earlier = [s.id for s in plan.steps
+                       if order.index(s.phase) < order.index(self.options.phase)
+                       and records[s.id].status is not StepStatus.DONE]
+            if earlier:
+                first = next(s.phase for s in plan.steps if s.id in earlier)
+                raise JobError(
+                    f"job {job.id}: phase {self.options.phase} needs earlier steps first "
+                    f"({', '.join(earlier)})",
+                    hint=f"run `online resume {job.id} --phase {first}` first",
+                )
+        await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
+        self.progress.job(job.id, plan.kind, plan.target, resumed)
         ran: list[str] = []
         try:
             for i, step in enumerate(plan.steps, 1):
@@ -170,12 +212,18 @@ class Executor:
                 if records[step.id].status is StepStatus.DONE:
                     self.progress.step_skipped(step, "done in an earlier run")
                     continue
+                await self._check_request(conn, job.id)
                 self.progress.step_started(i, len(plan.steps), step)
                 s0 = time.monotonic()
                 if step.backfill is not None:
-                    await Backfill(conn, job.id, step, settings=self.options.settings,
-                                   opts=self.options.batch, progress=self.progress,
-                                   throttles=self.throttles).run()
+                    try:
+                        await Backfill(conn, job.id, step, settings=self.options.settings,
+                                       opts=self.options.batch, progress=self.progress,
+                                       throttles=self.throttles).run()
+                    except psycopg.Error as exc:
+                        # A batch failed for good (e.g. a value the conversion
+                        # rejects): a StatementError, so the job is marked failed.
+                        raise _server_error(step, exc) from exc
                 elif not await self._run_sql_step(conn, job.id, step):
                     self.progress.step_skipped(step, "effect already present")
                 self.progress.step_finished(step, time.monotonic() - s0)

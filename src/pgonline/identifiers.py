@@ -8,11 +8,15 @@ parts are folded to lower case, double-quoted parts are kept exactly (with
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from psycopg import sql
 
 from pgonline.errors import UsageError
+
+# What PostgreSQL accepts as an unquoted identifier (letters include non-ASCII).
+_UNQUOTED = re.compile(r"[^\W\d][\w$]*")
 
 # PostgreSQL truncates identifiers longer than NAMEDATALEN-1 bytes silently;
 # refusing them up front avoids creating an object under a different name.
@@ -46,6 +50,13 @@ def _split_name(text: str) -> list[str]:
             if '"' in raw:
                 raise UsageError(f"misplaced double quote in {text!r}")
             part = raw.strip().lower()
+            if part and not _UNQUOTED.fullmatch(part):
+                # Like psql: anything but a plain name must be double-quoted, so a
+                # typo or an injection attempt fails loudly instead of naming an object.
+                raise UsageError(
+                    f"{raw.strip()!r} is not a valid unquoted identifier",
+                    hint=f"double-quote it to use it as a name, e.g. '\"{raw.strip()}\"'",
+                )
             i = n if j < 0 else j
         if not part:
             raise UsageError(f"empty identifier in {text!r}")

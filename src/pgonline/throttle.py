@@ -3,14 +3,24 @@
 A throttle answers one question, ``reason(conn)``: a short text when the
 backfill should pause now (replica lag, a long transaction, load), or
 ``None``.  Throttles combine: the engine waits until none of them objects.
-Watchers that consult ``pg_stat_activity`` or replicas implement the same
-protocol in :mod:`pgonline.watchers`.
+The concrete watchers live in :mod:`pgonline.watch_lag`,
+:mod:`pgonline.watch_activity` and :mod:`pgonline.watch_load`.
+
+A throttle may also implement ``prepare(conn)`` (checked once before the job
+starts, so a bad setting fails before anything is changed) and ``aclose()``
+(release side connections, e.g. to a replica).
+
+The :class:`Throttles` of the current command travel in a context variable:
+the CLI layer (``cli_control``) builds them from the command's options and
+:class:`~pgonline.commands.common.RunContext` picks them up by default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Protocol
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
 
 import psycopg
 
@@ -23,12 +33,29 @@ class Throttle(Protocol):
         ...
 
 
-class Throttles:
-    """All throttles of a job; ``first_reason`` is the first one that objects."""
+@runtime_checkable
+class Preparable(Protocol):
+    async def prepare(self, conn: Conn) -> None: ...
 
-    def __init__(self, throttles: Sequence[Throttle] = (), *, poll_s: float = 1.0) -> None:
+
+@runtime_checkable
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Throttles:
+    """All throttles of a job; ``first_reason`` is the first one that objects.
+
+    ``cancel_blockers_after_s`` is the job's policy for its cut-over steps
+    (see :mod:`pgonline.blockers`): ``None`` (the default) never cancels
+    another session's query.
+    """
+
+    def __init__(self, throttles: Sequence[Throttle] = (), *, poll_s: float = 1.0,
+                 cancel_blockers_after_s: float | None = None) -> None:
         self.throttles = list(throttles)
         self.poll_s = poll_s
+        self.cancel_blockers_after_s = cancel_blockers_after_s
 
     async def first_reason(self, conn: Conn) -> str | None:
         for t in self.throttles:
@@ -36,3 +63,38 @@ class Throttles:
             if why:
                 return why
         return None
+
+    async def prepare(self, conn: Conn) -> None:
+        """Check every throttle once (privileges, a user query) before the job changes anything."""
+        for t in self.throttles:
+            if isinstance(t, Preparable):
+                await t.prepare(conn)
+
+    async def aclose(self) -> None:
+        for t in self.throttles:
+            if isinstance(t, Closable):
+                await t.aclose()
+
+    def describe(self) -> list[str]:
+        return [repr(t) for t in self.throttles]
+
+
+_current: contextvars.ContextVar[Throttles | None] = contextvars.ContextVar(
+    "pgonline_throttles", default=None
+)
+
+
+def current() -> Throttles:
+    """The throttles the running command was given (a fresh empty set if none)."""
+    value = _current.get()
+    return value if value is not None else Throttles()
+
+
+@contextmanager
+def using(throttles: Throttles) -> Iterator[Throttles]:
+    """Make ``throttles`` the current ones for the duration of one command."""
+    token = _current.set(throttles)
+    try:
+        yield throttles
+    finally:
+        _current.reset(token)

@@ -13,7 +13,7 @@ from pgonline.errors import JobError
 from pgonline.executor import ExecOptions, Executor, JobResult
 from pgonline.plan import Plan, fingerprint
 from pgonline.progress import Progress
-from pgonline.throttle import Throttles
+from pgonline.throttle import Throttles, current
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -25,7 +25,8 @@ class RunContext:
     dsn: str
     options: ExecOptions = field(default_factory=ExecOptions)
     progress: Progress = field(default_factory=Progress)
-    throttles: Throttles = field(default_factory=Throttles)
+    # The watchers/throttles the CLI built from this command's options (cli_control).
+    throttles: Throttles = field(default_factory=current)
     dry_run: bool = False
     out: Callable[[str], None] = print
 

@@ -161,7 +161,7 @@ def discover(directory: Path) -> tuple[list[Migration], list[str]]:
             problems.append(f"{group[0].path.name}: down migration without an up migration")
 
     numbers = sorted(ups)
-    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers)) if numbers else []
     if missing:
         shown = ", ".join(f"{n:0{width}d}" for n in missing[:10])
         problems.append(f"gap in the numbering: no migration {shown}"

@@ -86,12 +86,12 @@ def no_transaction_reason(node: ast.Node, server_major: int | None = None) -> st
             return "REINDEX SYSTEM/DATABASE"
     if isinstance(node, ast.VacuumStmt) and node.is_vacuumcmd:
         return "VACUUM"
-    if isinstance(node, ast.AlterEnumStmt) and node.oldVal is None:
-        # Before PostgreSQL 12 ALTER TYPE ... ADD VALUE is refused in a
-        # transaction block; when the server version is unknown (validation
-        # without a connection) we assume an old server, the safe side.
-        if server_major is None or server_major < 12:
-            return "ALTER TYPE ... ADD VALUE (PostgreSQL < 12)"
+    # Before PostgreSQL 12 ALTER TYPE ... ADD VALUE is refused in a
+    # transaction block; when the server version is unknown (validation
+    # without a connection) we assume an old server, the safe side.
+    if isinstance(node, ast.AlterEnumStmt) and node.oldVal is None and (
+            server_major is None or server_major < 12):
+        return "ALTER TYPE ... ADD VALUE (PostgreSQL < 12)"
     if isinstance(node, ast.CreatedbStmt | ast.DropdbStmt):
         return "CREATE/DROP DATABASE"
     if isinstance(node, ast.CreateTableSpaceStmt | ast.DropTableSpaceStmt):
@@ -128,7 +128,7 @@ def _set_transaction(options: tuple[ast.Node, ...] | None) -> str | None:
             continue
         value = opt.arg.val
         if opt.defname == "transaction_isolation" and isinstance(value, ast.String):
-            level = value.sval.upper()
+            level = str(value.sval).upper()
             if level in ("SERIALIZABLE", "REPEATABLE READ", "READ COMMITTED", "READ UNCOMMITTED"):
                 parts.append(f"ISOLATION LEVEL {level}")
         elif opt.defname == "transaction_read_only" and isinstance(value, ast.Integer):
@@ -155,6 +155,8 @@ def parse_text(source: str, path: Path, *, server_major: int | None = None) -> P
     set_tx: str | None = None
     for raw in raws:
         node = raw.stmt
+        if node is None:
+            continue
         start = raw.stmt_location or 0
         end = len(source) if not raw.stmt_len else start + raw.stmt_len
         text = source[start:end].strip()

@@ -1,0 +1,94 @@
+"""Job control from another terminal: ``online jobs``, ``online pause``, ``online cancel``.
+
+A running job is never signalled directly.  The request is written to its
+journal row (``jobs.request``); the runner reads it between backfill batches
+and between steps, i.e. only at points where everything before is committed
+and journaled, so stopping there leaves the table consistent and the job
+resumable (pause) or ready for ``online rollback`` (cancel).
+
+A job nobody is running (paused, interrupted, failed) is handled here at
+once: the job's advisory lock is taken first, so no runner can start while
+we change its status.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import anyio
+
+from pgonline import journal
+from pgonline.commands.jobs import JobRow, status
+from pgonline.connection import connection
+from pgonline.errors import JobError
+from pgonline.journal import JobStatus, Request
+
+
+@dataclass(frozen=True)
+class ControlOutcome:
+    job_id: int
+    status: str
+    message: str
+    acknowledged: bool
+
+
+async def list_jobs(dsn: str, *, include_finished: bool = False) -> list[JobRow]:
+    return await status(dsn, include_finished=include_finished)
+
+
+def _rollback_hint(job_id: int) -> str:
+    return (f"the table is consistent; undo what the job changed with `online rollback {job_id}`, "
+            f"or leave it as is")
+
+
+async def request_stop(dsn: str, job_id: int, req: Request, *, wait_s: float = 60.0,
+                       poll_s: float = 0.2) -> ControlOutcome:
+    """Ask job ``job_id`` to pause or cancel; wait up to ``wait_s`` for the runner to stop."""
+    verb = "pause" if req is Request.PAUSE else "cancel"
+    async with connection(dsn) as conn:
+        cur = await conn.execute("SELECT to_regclass('pgonline.jobs') IS NOT NULL")
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            raise JobError(f"job {job_id} does not exist", hint="`online jobs --all` lists jobs")
+        job = await journal.load_job(conn, job_id)
+        if job.status.final:
+            hint = (f"`online rollback {job_id} --confirm` undoes a finished job"
+                    if job.status is JobStatus.DONE else None)
+            raise JobError(f"job {job_id} is {job.status}; nothing to {verb}", hint=hint)
+        if await journal.try_lock_job(conn, job_id):
+            # Nobody runs it, and nobody can start it while we hold its lock.
+            if req is Request.PAUSE:
+                return ControlOutcome(job_id, job.status.value,
+                                      f"job {job_id} is not running ({job.status}); "
+                                      f"nothing to pause", True)
+            await journal.set_job(conn, job_id, JobStatus.CANCELLED,
+                                  error="cancelled with `online cancel`",
+                                  hint=_rollback_hint(job_id), clear_request=True)
+            return ControlOutcome(job_id, JobStatus.CANCELLED.value,
+                                  f"job {job_id} cancelled (it was {job.status}); "
+                                  f"undo it with `online rollback {job_id}`", True)
+        await journal.request(conn, job_id, req)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            await anyio.sleep(poll_s)
+            job = await journal.load_job(conn, job_id)
+            if job.status is JobStatus.RUNNING and job.request is None:
+                # The runner was just starting and cleared stale requests
+                # (including ours) when it marked the job running: ask again.
+                await journal.request(conn, job_id, req)
+                continue
+            if job.status is not JobStatus.RUNNING:
+                done = "paused" if req is Request.PAUSE else "cancelled"
+                tail = (f"; continue with `online resume {job_id}`" if req is Request.PAUSE
+                        else f"; undo it with `online rollback {job_id}`")
+                if job.status.value != done:
+                    tail = f" ({job.error})" if job.error else ""
+                return ControlOutcome(job_id, job.status.value,
+                                      f"job {job_id} {job.status}{tail}", True)
+            if not await journal.job_is_locked(conn, job_id):
+                return ControlOutcome(job_id, "interrupted",
+                                      f"job {job_id}: runner exited without recording it", True)
+        return ControlOutcome(job_id, JobStatus.RUNNING.value,
+                              f"{verb} of job {job_id} requested; it stops after its current "
+                              f"batch or step (check with `online jobs`)", False)

@@ -1,0 +1,181 @@
+"""Lint a set of migration files: discover, parse, run the rules, collect findings.
+
+Files are linted in migration order (natural sort of their names).  Tables
+created by an earlier *up* file count as new for later files, as the brief of
+``online lint`` says: the set being linted is the set about to be applied.
+With a catalog snapshot, a table that already exists in the database is never
+new, whatever the files say; down files (``*_down.sql``, ``*.down.sql``)
+neither inherit nor pass on new tables, since they run against the database
+the up migration produced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pglast import ast
+from pglast.enums import ObjectType
+
+from pgonline.errors import UsageError
+from pgonline.lint.findings import Finding, Severity
+from pgonline.lint.names import TableRef
+from pgonline.lint.registry import RULES, Rule, all_rules, declare
+from pgonline.lint.source import BrokenStatement, ParsedFile, parse_file
+from pgonline.lint.state import FileState, LintContext, LintOptions, apply
+from pgonline.lint.volatility import function_calls, function_name
+
+SYNTAX_ERROR = declare(
+    "syntax-error", Severity.ERROR,
+    summary="PostgreSQL cannot parse the statement, so the migration fails when it reaches it.",
+    help="fix the SQL; the help line names the usual fix for known mistakes "
+         "(partial UNIQUE constraints, UPDATE ... LIMIT)",
+)
+INVALID_IGNORE = declare(
+    "invalid-ignore", Severity.WARNING,
+    summary="A `-- pgonline:ignore` comment names an unknown code or no statement, so it suppresses nothing.",
+    help="write `-- pgonline:ignore <code>[, <code>]` on the line before the statement; "
+         "codes are listed in docs/lint.md",
+)
+
+
+@dataclass(frozen=True)
+class SqlFile:
+    display: str
+    text: str
+    down: bool
+
+
+def _natural_key(path: Path) -> list[Any]:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
+
+
+def is_down(path: Path) -> bool:
+    stem = path.name.removesuffix(".sql").lower()
+    return stem.endswith(("_down", ".down", "-down"))
+
+
+def _read(path: Path) -> SqlFile:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    return SqlFile(str(path), text, is_down(path))
+
+
+def discover(paths: Sequence[str]) -> list[SqlFile]:
+    """Files named on the command line, and each directory's ``*.sql`` in migration order."""
+    files: list[SqlFile] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted((p for p in path.iterdir() if p.suffix == ".sql" and p.is_file()),
+                           key=_natural_key)
+            if not found:
+                raise UsageError(f"{path}: no .sql files in this directory")
+            files.extend(_read(p) for p in found)
+        elif path.is_file():
+            files.append(_read(path))
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return files
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    if isinstance(node, ast.Node):
+        yield node
+        for attr in node:
+            yield from _walk(getattr(node, attr))
+    elif isinstance(node, tuple | list):
+        for item in node:
+            yield from _walk(item)
+
+
+def referenced(parsed: Sequence[ParsedFile]) -> tuple[set[TableRef], set[str]]:
+    """Tables and function names the catalog snapshot should describe."""
+    tables: set[TableRef] = set()
+    functions: set[str] = set()
+    for pf in parsed:
+        for item in pf.items:
+            if isinstance(item, BrokenStatement):
+                continue
+            for node in _walk(item.node):
+                if isinstance(node, ast.RangeVar) and node.relname:
+                    tables.add(TableRef.of(node))
+                elif isinstance(node, ast.DropStmt) and node.removeType == ObjectType.OBJECT_TABLE:
+                    tables.update(TableRef.from_names(n) for n in node.objects or ())
+            functions.update(function_name(call) for call in function_calls(item.node))
+    return tables, functions
+
+
+def _finding(pf: ParsedFile, offset: int, rule: Rule, message: str,
+             help: str | None = None, severity: Severity | None = None) -> Finding:
+    line, column = pf.position(offset)
+    return Finding(pf.path, line, column, severity or rule.severity, rule.code, message, help or rule.help)
+
+
+def _check_ignores(pf: ParsedFile, known: dict[str, Rule]) -> Iterator[Finding]:
+    last_end = max((item.end for item in pf.items), default=0)
+    for comment in pf.ignores:
+        unknown = [c for c in comment.codes if c not in known]
+        if not comment.codes:
+            yield _finding(pf, comment.offset, INVALID_IGNORE, "pgonline:ignore names no code")
+        elif unknown:
+            yield _finding(pf, comment.offset, INVALID_IGNORE,
+                           f"pgonline:ignore names unknown code(s): {', '.join(unknown)}")
+        elif not comment.whole_file and comment.offset >= last_end:
+            yield _finding(pf, comment.offset, INVALID_IGNORE,
+                           "pgonline:ignore is not followed by a statement")
+
+
+def lint_parsed(parsed: Sequence[ParsedFile], downs: Sequence[bool], options: LintOptions) -> list[Finding]:
+    rules = all_rules()
+    by_node: dict[type, list[Rule]] = {}
+    for entry in rules.values():
+        for kind in entry.nodes:
+            by_node.setdefault(kind, []).append(entry)
+    catalog = options.catalog
+    carried: set[TableRef] = set()
+    findings: list[Finding] = []
+    for pf, down in zip(parsed, downs, strict=True):
+        state = FileState(new_tables=set() if down else set(carried))
+        for index, item in enumerate(pf.items):
+            if isinstance(item, BrokenStatement):
+                findings.append(_finding(pf, item.error_offset, SYNTAX_ERROR, item.message, item.help))
+                if item.created_table is not None:
+                    state.new_tables.add(item.created_table)
+                continue
+            ctx = LintContext(options, state, item)
+            for entry in by_node.get(type(item.node), ()):
+                assert entry.check is not None
+                for hit in entry.check(item.node, ctx):
+                    if pf.suppressed(index, entry.code):
+                        continue
+                    offset = item.offset_of(hit.node) if hit.node is not None else item.start
+                    findings.append(_finding(pf, offset, entry, hit.message, hit.help, hit.severity))
+            apply(state, item, catalog)
+        findings.extend(_check_ignores(pf, rules))
+        if not down:
+            carried |= {t for t in state.new_tables if catalog is None or catalog.relation(t) is None}
+    return findings
+
+
+def parse_all(files: Sequence[SqlFile]) -> list[ParsedFile]:
+    return [parse_file(f.display, f.text) for f in files]
+
+
+def lint_texts(texts: Sequence[tuple[str, str]], options: LintOptions) -> list[Finding]:
+    """Lint in-memory (name, sql) pairs: the pure entry point (tests, editors)."""
+    files = [SqlFile(name, text, is_down(Path(name))) for name, text in texts]
+    return lint_parsed(parse_all(files), [f.down for f in files], options)
+
+
+def rule_catalog() -> dict[str, Rule]:
+    """Every code the linter can report (rules plus engine codes), for docs and --help."""
+    all_rules()
+    return dict(sorted(RULES.items()))

@@ -1,0 +1,516 @@
+"""Applying and rolling back a migration directory: ``online migrate up/down/status/force``.
+
+How one file runs (decided from pglast's parse, never from regular expressions):
+
+* **one transaction** (the normal case): the file's own ``BEGIN``/``COMMIT``
+  are removed, its statements and the tracking row commit together, so a
+  failure leaves nothing behind and nothing recorded.  Under
+  ``lock_timeout`` a file that waited too long for a lock is rolled back and
+  retried as a whole, which is safe precisely because it is one transaction.
+* **statement by statement** when a statement cannot run in a transaction
+  block (``CREATE INDEX CONCURRENTLY``, ``VACUUM`` ...) or, with ``--online``,
+  was rewritten into a pgonline job: the version is recorded *dirty* first,
+  consecutive ordinary statements still share one transaction, and the row
+  is marked clean at the end.  If a statement fails the row stays dirty with
+  the error and a hint; every runner then refuses to continue until
+  ``online migrate force`` records what a human verified.
+
+Only one runner works on a tracking table at a time (session advisory lock,
+see :func:`pgonline.migrations.tracking.acquire_lock`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, LiteralString
+
+import psycopg
+
+from pgonline.commands.common import RunContext
+from pgonline.connection import connect, set_local
+from pgonline.errors import CatalogError, MigrationError, PgOnlineError, StatementError
+from pgonline.identifiers import QualifiedName
+from pgonline.migrations import discovery, rewrite
+from pgonline.migrations.discovery import Migration
+from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
+from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
+from pgonline.retry import with_retries
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass
+class RunnerOptions:
+    dsn: str
+    table: QualifiedName = field(default_factory=lambda: QualifiedName(None, "schema_migrations"))
+    dry_run: bool = False
+    lock_timeout_ms: int = 2000
+    max_attempts: int = 30
+    lock_wait_s: float = 10.0
+    online: bool = False
+    # The context handed to command functions for --online rewrites.
+    context: RunContext | None = None
+    out: Callable[[str], None] = print
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of ``status``: a file, its tracking row, or both."""
+
+    version: str
+    migration: Migration | None
+    applied: Applied | None
+    state: str  # pending | applied | dirty | modified | unverified | no file | down record
+
+
+def _q(text: str) -> LiteralString:
+    # Migration files are the user's SQL by definition: they are sent as
+    # written (no parameters, so ``%`` needs no escaping).
+    return text
+
+
+def reconcile(migrations: Sequence[Migration], rows: Sequence[Applied]) -> list[Row]:
+    by_number: dict[int, Applied] = {}
+    out: list[Row] = []
+    for a in rows:
+        if a.is_down_record:
+            out.append(Row(a.version, None, a, "down record"))
+        elif a.number is not None and a.number not in by_number:
+            by_number[a.number] = a
+        else:
+            out.append(Row(a.version, None, a, "no file"))
+    known = {m.number for m in migrations}
+    for number, a in by_number.items():
+        if number not in known:
+            out.append(Row(a.version, None, a, "no file"))
+    for m in migrations:
+        hit = by_number.get(m.number)
+        if hit is None:
+            state = "pending"
+        elif hit.dirty:
+            state = "dirty"
+        elif hit.checksum is None:
+            state = "unverified"  # recorded by the seed's script: no checksum to compare
+        elif hit.checksum != m.checksum():
+            state = "modified"
+        else:
+            state = "applied"
+        out.append(Row(m.version, m, hit, state))
+    return sorted(out, key=lambda r: (r.migration.number if r.migration else
+                                      (r.applied.number if r.applied and r.applied.number is not None
+                                       else -1), r.version))
+
+
+def _refuse_unsafe_state(rows: Sequence[Row], table: QualifiedName, *, for_up: bool) -> None:
+    dirty = [r for r in rows if r.state == "dirty"]
+    if dirty:
+        r = dirty[0]
+        prev = _previous_number(rows, r)
+        raise MigrationError(
+            f"migration {r.version} is dirty: it stopped midway outside a transaction"
+            + (f" ({r.applied.error})" if r.applied and r.applied.error else ""),
+            hint=f"repair the schema by hand, then record the truth: `online migrate force "
+            f"{_num(r)}` if {r.version} is now fully applied, or `online migrate force {prev}` "
+            f"if you undid it",
+        )
+    downs = [r for r in rows if r.state == "down record"]
+    if downs:
+        raise MigrationError(
+            f"{table} records down files as applied ({', '.join(r.version for r in downs)}): the "
+            "seed's `for f in *.sql` loop ran each *_down.sql right after its up file",
+            hint="check whether those migrations' objects exist, delete the *_down rows, and "
+            "use `online migrate force N` to record the version the schema is really at",
+        )
+    orphans = [r for r in rows if r.state == "no file"]
+    if orphans:
+        raise MigrationError(
+            f"{table} records migrations with no file in the directory: "
+            + ", ".join(r.version for r in orphans),
+            hint="restore the files (wrong directory or branch?), or `online migrate force N`",
+        )
+    if for_up:
+        modified = [r for r in rows if r.state == "modified"]
+        if modified:
+            raise MigrationError(
+                "applied migration(s) edited since they were applied (checksum mismatch): "
+                + ", ".join(r.migration.up.name for r in modified if r.migration),
+                hint="restore the applied file from version control and put the change in a new "
+                "migration (`online migrate create`)",
+            )
+
+
+def _num(r: Row) -> str:
+    return str(r.migration.number if r.migration else (r.applied.number if r.applied else 0))
+
+
+def _previous_number(rows: Sequence[Row], r: Row) -> int:
+    n = r.migration.number if r.migration else (r.applied.number or 0) if r.applied else 0
+    earlier = [x.migration.number for x in rows if x.migration and x.migration.number < n]
+    return max(earlier, default=0)
+
+
+class Runner:
+    """One invocation of ``online migrate``: a connection, the lock, the tracking table."""
+
+    def __init__(self, directory: Path, options: RunnerOptions) -> None:
+        self.directory = directory
+        self.opts = options
+        self.out = options.out
+        self.migrations = discovery.load(directory)
+        self.conn: Conn | None = None
+        self.tracker: Tracker | None = None
+        self.server_major = 0
+        # Tables created by earlier statements of this run: statements on them are not
+        # rewritten by --online (see rewrite.RewriteScope).
+        self.rewrite_scope = rewrite.RewriteScope()
+
+    async def __aenter__(self) -> Runner:
+        self.conn = await connect(self.opts.dsn)
+        self.server_major = self.conn.info.server_version // 10000
+        self.tracker = Tracker(self.conn, self.opts.table)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.conn is not None:
+            await self.conn.close()
+
+    @property
+    def c(self) -> Conn:
+        assert self.conn is not None
+        return self.conn
+
+    @property
+    def t(self) -> Tracker:
+        assert self.tracker is not None
+        return self.tracker
+
+    async def _begin_writing(self) -> None:
+        """Lock out other runners, then create or adopt the tracking table."""
+        if self.opts.dry_run:
+            return
+        await acquire_lock(self.c, self.opts.table, self.opts.lock_wait_s)
+        added = await self.t.ensure()
+        if added:
+            self.out(f"adopted existing {self.opts.table}: added column(s) {', '.join(added)}")
+
+    async def _end_writing(self) -> None:
+        if not self.opts.dry_run and not self.c.closed:
+            await release_lock(self.c, self.opts.table)
+
+    async def rows(self) -> list[Row]:
+        return reconcile(self.migrations, await self.t.rows())
+
+    # -- up ----------------------------------------------------------------------------
+
+    async def up(self, count: int | None = None) -> list[str]:
+        await self._begin_writing()
+        try:
+            rows = await self.rows()
+            _refuse_unsafe_state(rows, self.opts.table, for_up=True)
+            applied = {r.migration.number for r in rows if r.migration and r.applied}
+            pending = [m for m in self.migrations if m.number not in applied]
+            late = [m for m in pending if applied and m.number < max(applied)]
+            if late:
+                raise MigrationError(
+                    f"{late[0].up.name} is pending but a later migration "
+                    f"({max(applied)}) is already applied (out of order)",
+                    hint="renumber it after the latest applied migration",
+                )
+            todo = pending if count is None else pending[:count]
+            if not todo:
+                self.out("nothing to apply: the database is up to date")
+                return []
+            # Parse every file before running any: a syntax error anywhere
+            # stops the run with nothing applied.
+            parsed = [(m, parse_file(m.up, server_major=self.server_major)) for m in todo]
+            done: list[str] = []
+            for m, pf in parsed:
+                await self._apply(m, pf)
+                done.append(m.version)
+            return done
+        finally:
+            await self._end_writing()
+
+    def _rewrites(self, pf: ParsedFile) -> list[rewrite.Rewrite | None]:
+        if not self.opts.online:
+            return [None] * len(pf.statements)
+        return self.rewrite_scope.rewrites(pf.statements)
+
+    async def _apply(self, m: Migration, pf: ParsedFile) -> None:
+        rewrites = self._rewrites(pf)
+        checksum = m.checksum()
+        if pf.transactional and not any(rewrites):
+            if self.opts.dry_run:
+                self.out(f"would apply {m.version} in one transaction "
+                         f"({len(pf.statements)} statement(s))")
+                for s in pf.statements:
+                    self.out("  " + _first_line(s.text))
+                return
+            t0 = time.monotonic()
+
+            async def record() -> None:
+                await self.t.record(m.version, checksum, int((time.monotonic() - t0) * 1000))
+
+            await self._run_transaction(pf, pf.statements, record, what=m.version, rolled_back=(
+                f"{m.up.name} ran in one transaction, which was rolled back: nothing from it "
+                "was applied and nothing was recorded; fix it and run `online migrate up` again"))
+            self.out(f"applied {m.version} in {time.monotonic() - t0:.2f}s (one transaction)")
+            return
+        await self._apply_stepwise(m, pf, rewrites, checksum)
+
+    async def _run_transaction(self, pf: ParsedFile, statements: Sequence[Statement],
+                               finish: Callable[[], Any], *, what: str, rolled_back: str) -> None:
+        """Run statements (and ``finish``) in one transaction, retried as a whole on lock timeouts."""
+
+        async def attempt() -> None:
+            async with self.c.transaction():
+                await self.c.execute(set_local("lock_timeout", self.opts.lock_timeout_ms))
+                if pf.set_transaction and statements and statements[0] is pf.statements[0]:
+                    await self.c.execute(_q(pf.set_transaction))
+                for s in statements:
+                    await self._execute(pf, s, hint=rolled_back)
+                await finish()
+
+        await with_retries(what, attempt, attempts=self.opts.max_attempts)
+
+    async def _execute(self, pf: ParsedFile, s: Statement, *, hint: str) -> None:
+        try:
+            await self.c.execute(_q(s.text))
+        except psycopg.Error as exc:
+            from pgonline.retry import is_retryable
+
+            if is_retryable(exc):
+                raise
+            raise statement_error(pf, s, exc, hint=hint) from exc
+
+    async def _apply_stepwise(self, m: Migration, pf: ParsedFile,
+                              rewrites: Sequence[rewrite.Rewrite | None], checksum: str) -> None:
+        why = [f"{s.no_transaction} at {pf.position(s.offset)}"
+               for s in pf.statements if s.no_transaction]
+        why += [f"{r.command} rewrite at {pf.position(s.offset)}"
+                for s, r in zip(pf.statements, rewrites, strict=True) if r]
+        groups = _groups(pf.statements, rewrites)
+        if self.opts.dry_run:
+            self.out(f"would apply {m.version} statement by statement (not one transaction: "
+                     f"{'; '.join(why)})")
+            for kind, stmts, rw in groups:
+                if rw is not None:
+                    self.out(f"  [{rw.command}] {rw.summary}")
+                    await self._dry_run_rewrite(rw)
+                elif kind == "tx":
+                    self.out(f"  [transaction] {len(stmts)} statement(s): "
+                             + "; ".join(_first_line(s.text) for s in stmts))
+                else:
+                    self.out(f"  [autocommit] {_first_line(stmts[0].text)}")
+            return
+        t0 = time.monotonic()
+        await self.t.mark_dirty(m.version, checksum, "in progress (statement by statement)")
+        self.out(f"applying {m.version} statement by statement ({'; '.join(why)})")
+        done_upto: Statement | None = None
+        for kind, stmts, rw in groups:
+            hint = _dirty_hint(pf, m, done_upto, stmts[0])
+            try:
+                if rw is not None:
+                    assert self.opts.context is not None, "--online needs a RunContext"
+                    await rw.run(replace(self.opts.context, dry_run=False))
+                elif kind == "tx":
+                    await self._run_transaction(pf, stmts, _noop, what=m.version, rolled_back=hint)
+                else:
+                    await self._execute(pf, stmts[0], hint=hint)
+            except PgOnlineError as exc:
+                await self.t.mark_dirty(m.version, checksum, _located(pf, stmts[0], exc.message))
+                if isinstance(exc, StatementError | MigrationError) and exc.hint == hint:
+                    raise
+                raise type(exc)(_located(pf, stmts[0], exc.message),
+                                hint=hint if exc.hint is None else f"{exc.hint}; then {hint}") from exc
+            except psycopg.Error as exc:
+                await self.t.mark_dirty(m.version, checksum,
+                                        f"failed at {pf.position(stmts[0].offset)}: {exc}")
+                raise statement_error(pf, stmts[0], exc, hint=hint) from exc
+            done_upto = stmts[-1]
+        await self.t.record(m.version, checksum, int((time.monotonic() - t0) * 1000))
+        self.out(f"applied {m.version} in {time.monotonic() - t0:.2f}s (statement by statement)")
+
+    async def _dry_run_rewrite(self, rw: rewrite.Rewrite) -> None:
+        assert self.opts.context is not None
+        ctx = replace(self.opts.context, dry_run=True, out=lambda s: self.out("    " + s.replace(
+            "\n", "\n    ")))
+        try:
+            await rw.run(ctx)
+        except CatalogError as exc:
+            # The table may be created by an earlier pending migration.
+            self.out(f"    (plan is computed when it runs: {exc.message})")
+
+    # -- down --------------------------------------------------------------------------
+
+    async def down(self, count: int | None) -> list[str]:
+        await self._begin_writing()
+        try:
+            rows = await self.rows()
+            _refuse_unsafe_state(rows, self.opts.table, for_up=False)
+            applied = [r.migration for r in rows if r.migration and r.applied]
+            todo = list(reversed(applied))
+            if count is not None:
+                todo = todo[:count]
+            if not todo:
+                self.out("nothing to roll back: no migration is applied")
+                return []
+            missing = [m.up.name for m in todo if m.down is None]
+            if missing:
+                raise MigrationError(f"no down migration for {', '.join(missing)}",
+                                     hint="write the down file(s) first; nothing was rolled back")
+            parsed = [(m, parse_file(m.down, server_major=self.server_major))
+                      for m in todo if m.down is not None]
+            done: list[str] = []
+            for m, pf in parsed:
+                await self._revert(m, pf)
+                done.append(m.version)
+            return done
+        finally:
+            await self._end_writing()
+
+    async def _revert(self, m: Migration, pf: ParsedFile) -> None:
+        assert m.down is not None
+        if pf.transactional:
+            if self.opts.dry_run:
+                self.out(f"would roll back {m.version} in one transaction with {m.down.name}")
+                return
+            t0 = time.monotonic()
+            await self._run_transaction(
+                pf, pf.statements, lambda: self.t.remove(m.version), what=f"down {m.version}",
+                rolled_back=f"{m.down.name} ran in one transaction, which was rolled back: "
+                f"{m.version} is still applied; fix the down file and run `online migrate down` again")
+            self.out(f"rolled back {m.version} in {time.monotonic() - t0:.2f}s (one transaction)")
+            return
+        why = "; ".join(f"{s.no_transaction} at {pf.position(s.offset)}"
+                        for s in pf.statements if s.no_transaction)
+        if self.opts.dry_run:
+            self.out(f"would roll back {m.version} with {m.down.name} statement by statement ({why})")
+            return
+        t0 = time.monotonic()
+        await self.t.mark_dirty(m.version, None, "rolling back (statement by statement)")
+        done_upto: Statement | None = None
+        for kind, stmts, _ in _groups(pf.statements, [None] * len(pf.statements)):
+            hint = _dirty_hint(pf, m, done_upto, stmts[0], down=True)
+            try:
+                if kind == "tx":
+                    await self._run_transaction(pf, stmts, _noop, what=f"down {m.version}",
+                                                rolled_back=hint)
+                else:
+                    await self._execute(pf, stmts[0], hint=hint)
+            except PgOnlineError as exc:
+                await self.t.mark_dirty(m.version, None, "rollback " + _located(pf, stmts[0],
+                                                                                exc.message))
+                raise
+            done_upto = stmts[-1]
+        await self.t.remove(m.version)
+        self.out(f"rolled back {m.version} in {time.monotonic() - t0:.2f}s (statement by statement)")
+
+    # -- force -------------------------------------------------------------------------
+
+    async def force(self, number: int) -> None:
+        """Record that the schema is at ``number``: rows up to it clean, later rows removed."""
+        known = {m.number for m in self.migrations}
+        if number != 0 and number not in known:
+            raise MigrationError(f"no migration numbered {number} in {self.directory}",
+                                 hint="use an existing number, or 0 for 'nothing applied'")
+        await self._begin_writing()
+        try:
+            rows = await self.rows()
+            changes: list[tuple[str, Row]] = []
+            for r in rows:
+                n = r.migration.number if r.migration else r.applied.number if r.applied else None
+                if r.state == "down record" or (n is not None and n > number and r.applied):
+                    changes.append(("remove", r))
+                elif r.migration and n is not None and n <= number and (
+                        r.applied is None or r.applied.dirty or n == number):
+                    changes.append(("record", r))
+            if self.opts.dry_run:
+                for what, r in changes:
+                    self.out(f"would {what} {r.version}")
+                if not changes:
+                    self.out(f"nothing to change: the tracking table already says {number}")
+                return
+            async with self.c.transaction():
+                for what, r in changes:
+                    if what == "remove":
+                        await self.t.remove(r.version)
+                    else:
+                        assert r.migration is not None
+                        # The user asserts this file's current content is what
+                        # the database holds, so its checksum is recorded anew.
+                        await self.t.record(r.version, r.migration.checksum(),
+                                            r.applied.duration_ms if r.applied else None)
+            for what, r in changes:
+                self.out(f"{'removed' if what == 'remove' else 'recorded'} {r.version}")
+            self.out(f"forced version {number}")
+        finally:
+            await self._end_writing()
+
+
+def _located(pf: ParsedFile, s: Statement, message: str) -> str:
+    """``message`` prefixed with the statement's file:line:column unless it has one already."""
+    if message.startswith(f"{pf.path.name}:"):
+        return message
+    return f"failed at {pf.position(s.offset)}: {message}"
+
+
+async def _noop() -> None:
+    return None
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 100 else line[:97] + "..."
+
+
+def _groups(statements: Sequence[Statement], rewrites: Sequence[rewrite.Rewrite | None]
+            ) -> list[tuple[str, list[Statement], rewrite.Rewrite | None]]:
+    """Consecutive ordinary statements share a transaction; the others run alone."""
+    out: list[tuple[str, list[Statement], rewrite.Rewrite | None]] = []
+    for s, rw in zip(statements, rewrites, strict=True):
+        if rw is not None:
+            out.append(("rewrite", [s], rw))
+        elif s.no_transaction:
+            out.append(("autocommit", [s], None))
+        elif out and out[-1][0] == "tx":
+            out[-1][1].append(s)
+        else:
+            out.append(("tx", [s], None))
+    return out
+
+
+def _dirty_hint(pf: ParsedFile, m: Migration, done_upto: Statement | None, failed: Statement,
+                *, down: bool = False) -> str:
+    ran = (f"statements up to {pf.position(done_upto.offset)} were applied"
+           if done_upto else "no earlier statement of the file was applied")
+    prev = m.number - 1
+    if down:
+        return (f"{pf.path.name} runs outside a transaction: {ran}, the one at "
+                f"{pf.position(failed.offset)} was not; {m.version} is marked dirty. Finish or undo "
+                f"the rollback by hand, then `online migrate force {prev}` (rolled back) or "
+                f"`online migrate force {m.number}` (still applied)")
+    extra = ""
+    if failed.no_transaction == "CREATE INDEX CONCURRENTLY":
+        extra = " (a failed CREATE INDEX CONCURRENTLY leaves an INVALID index: DROP INDEX CONCURRENTLY it)"
+    return (f"{pf.path.name} runs outside a transaction: {ran}, the one at "
+            f"{pf.position(failed.offset)} was not{extra}; {m.version} is marked dirty. Complete "
+            f"or undo it by hand, then `online migrate force {m.number}` (completed) or "
+            f"`online migrate force {prev}` (undone)")
+
+
+def statement_error(pf: ParsedFile, s: Statement, exc: psycopg.Error, *, hint: str) -> StatementError:
+    """A server error located in the file: ``file:line:column: message [SQLSTATE]``."""
+    diag = exc.diag
+    offset = s.offset
+    pos = diag.statement_position
+    if pos and pos.isdigit():
+        offset += int(pos) - 1  # 1-based character position within the statement
+    msg = diag.message_primary or str(exc).strip()
+    detail = f" ({diag.message_detail})" if diag.message_detail else ""
+    server_hint = f" [server hint: {diag.message_hint}]" if diag.message_hint else ""
+    return StatementError(f"{pf.position(offset)}: {msg}{detail} [SQLSTATE {exc.sqlstate}]{server_hint}",
+                          hint=hint)

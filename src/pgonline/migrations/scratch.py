@@ -1,0 +1,290 @@
+"""``online migrate test``: every up, every down, every up again, on a scratch database.
+
+The seed's ``test-migration.sh`` ran one up and one down and asked a human to
+read ``\\d`` output.  Here a schema snapshot (tables, columns, indexes,
+constraints, sequences, views, functions, triggers, types, extensions,
+schemas, policies) is taken before the first migration and after each one;
+after rolling back version N the schema must equal the snapshot taken
+before N was applied, so every object a down file forgot (or removed too
+much) is attributed to its version.  Applying all ups again then proves the
+down files left the database re-migratable.
+
+The scratch database is created on the given server (``CREATE DATABASE``
+privilege needed) or on an embedded PostgreSQL when no DSN is given, and is
+always dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psycopg
+from psycopg import sql
+
+from pgonline.connection import connect, with_database
+from pgonline.errors import MigrationError, PgOnlineError
+from pgonline.identifiers import QualifiedName
+from pgonline.migrations import discovery
+from pgonline.migrations.runner import Runner, RunnerOptions
+from pgonline.migrations.splitting import parse_file
+
+Conn = psycopg.AsyncConnection[Any]
+Snapshot = dict[tuple[str, str], str]  # (kind, identity) -> definition
+
+_USER_NS = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgonline')
+    AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+"""
+
+# Composed from constants only (no input): the f-string just shares the namespace filter.
+SNAPSHOT_SQL = f"""
+SELECT 'schema', quote_ident(n.nspname), pg_get_userbyid(n.nspowner)
+  FROM pg_namespace n WHERE {_USER_NS}
+UNION ALL
+SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
+                      WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+                      WHEN 'i' THEN 'index' WHEN 'I' THEN 'index' WHEN 'f' THEN 'foreign table'
+                      WHEN 'c' THEN 'composite type' ELSE c.relkind::text END,
+       c.oid::regclass::text,
+       CASE WHEN c.relkind IN ('i', 'I') THEN pg_get_indexdef(c.oid)
+            WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_NS} AND c.relkind <> 't'
+   AND c.oid <> %(tracking)s::oid
+   AND NOT EXISTS (SELECT 1 FROM pg_index x WHERE x.indexrelid = c.oid AND x.indrelid = %(tracking)s::oid)
+UNION ALL
+SELECT 'column', c.oid::regclass::text || '.' || quote_ident(a.attname),
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE {_USER_NS} AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+   AND c.oid <> %(tracking)s::oid
+UNION ALL
+SELECT 'constraint', quote_ident(co.conname) || ' on ' ||
+       coalesce(nullif(co.conrelid, 0)::regclass::text, format_type(co.contypid, NULL)),
+       pg_get_constraintdef(co.oid)
+  FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace
+ WHERE {_USER_NS} AND co.conrelid <> %(tracking)s::oid
+UNION ALL
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
+       p.oid::regprocedure::text, md5(coalesce(p.prosrc, ''))
+  FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE {_USER_NS}
+   AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_proc'::regclass
+                   AND dep.objid = p.oid AND dep.deptype = 'e')
+UNION ALL
+SELECT 'trigger', quote_ident(t.tgname) || ' on ' || t.tgrelid::regclass::text, pg_get_triggerdef(t.oid)
+  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_NS} AND NOT t.tgisinternal
+UNION ALL
+SELECT CASE t.typtype WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain' WHEN 'r' THEN 'range type'
+                      WHEN 'm' THEN 'multirange type' ELSE 'type' END,
+       format_type(t.oid, NULL),
+       coalesce((SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+                   FROM pg_enum e WHERE e.enumtypid = t.oid), format_type(t.typbasetype, NULL), '')
+  FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'r', 'm') AND t.typelem = 0
+   AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_type'::regclass
+                   AND dep.objid = t.oid AND dep.deptype = 'e')
+UNION ALL
+SELECT 'extension', quote_ident(e.extname), e.extversion FROM pg_extension e
+ WHERE e.extname <> 'plpgsql'
+UNION ALL
+SELECT 'policy', quote_ident(po.polname) || ' on ' || po.polrelid::regclass::text,
+       coalesce(pg_get_expr(po.polqual, po.polrelid), '')
+  FROM pg_policy po
+UNION ALL
+SELECT 'rule', quote_ident(r.rulename) || ' on ' || r.ev_class::regclass::text, pg_get_ruledef(r.oid)
+  FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE {_USER_NS} AND r.rulename <> '_RETURN'
+"""  # noqa: S608
+
+
+async def snapshot(conn: Conn, tracking: QualifiedName | None = None) -> Snapshot:
+    oid = 0
+    if tracking is not None:
+        row = await (await conn.execute("SELECT coalesce(to_regclass(%s)::oid, 0)",
+                                        [tracking.quoted()])).fetchone()
+        oid = int(row[0]) if row else 0
+    cur = await conn.execute(SNAPSHOT_SQL, {"tracking": oid})
+    return {(str(k), str(i)): str(d) for k, i, d in await cur.fetchall()}
+
+
+@dataclass(frozen=True)
+class Difference:
+    version: str
+    left_behind: tuple[str, ...]  # objects the down file did not remove
+    removed: tuple[str, ...]  # objects that existed before the up and are gone
+    changed: tuple[str, ...]  # objects whose definition differs from before the up
+
+    def lines(self) -> list[str]:
+        out = [f"  left behind: {x}" for x in self.left_behind]
+        out += [f"  removed too much: {x}" for x in self.removed]
+        out += [f"  changed: {x}" for x in self.changed]
+        return out
+
+
+def diff(version: str, before: Snapshot, after: Snapshot) -> Difference | None:
+    def name(key: tuple[str, str]) -> str:
+        return f"{key[0]} {key[1]}"
+
+    left = tuple(name(k) for k in sorted(after.keys() - before.keys()))
+    removed = tuple(name(k) for k in sorted(before.keys() - after.keys()))
+    changed = tuple(f"{name(k)}: {before[k]!r} -> {after[k]!r}"
+                    for k in sorted(before.keys() & after.keys()) if before[k] != after[k])
+    if not (left or removed or changed):
+        return None
+    return Difference(version, left, removed, changed)
+
+
+@dataclass
+class CycleReport:
+    applied: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    reapplied: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    reapply_difference: Difference | None = None
+    reapply_error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and self.reapply_difference is None and not self.reapply_error
+
+
+async def _create_scratch(admin_dsn: str) -> tuple[str, str]:
+    name = f"pgonline_migrate_test_{secrets.token_hex(4)}"
+    conn = await connect(admin_dsn)
+    try:
+        # template0: a pristine database, so the "empty start" snapshot holds
+        # nothing a site-specific template1 would have added.
+        await conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(name)))
+    except psycopg.errors.InsufficientPrivilege:
+        raise MigrationError("cannot create a scratch database: permission denied",
+                             hint="use a role with CREATEDB, or omit --dsn to use an embedded "
+                             "PostgreSQL") from None
+    finally:
+        await conn.close()
+    return name, with_database(admin_dsn, name)
+
+
+async def _drop_scratch(admin_dsn: str, name: str) -> None:
+    with anyio.CancelScope(shield=True):
+        conn = await connect(admin_dsn)
+        try:
+            await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                               "WHERE datname = %s AND pid <> pg_backend_pid()", [name])
+            await conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        finally:
+            await conn.close()
+
+
+async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str], None] = print,
+                         table: QualifiedName | None = None) -> CycleReport:
+    """Run the up → down → up cycle on a scratch database; raise MigrationError on differences."""
+    migrations = discovery.load(directory)
+    if not migrations:
+        raise MigrationError(f"{directory}: no migrations to test")
+    for m in migrations:  # syntax errors first, before any server is involved
+        parse_file(m.up)
+        if m.down is not None:
+            parse_file(m.down)
+    server = None
+    if dsn is None:
+        from pgonline.local_server import start_embedded
+
+        out("starting an embedded PostgreSQL for the test ...")
+        server = await anyio.to_thread.run_sync(start_embedded)
+        dsn = server.dsn
+    try:
+        name, scratch = await _create_scratch(dsn)
+        out(f"scratch database {name}")
+        try:
+            report = await _cycle(directory, scratch, migrations, out, table)
+        finally:
+            await _drop_scratch(dsn, name)
+    finally:
+        if server is not None:
+            await anyio.to_thread.run_sync(server.stop)
+    if not report.ok:
+        lines = []
+        for d in report.differences:
+            lines.append(f"down of {d.version} did not restore the schema:")
+            lines += d.lines()
+        if report.reapply_difference is not None:
+            lines.append("re-applying after the downs gave a different schema:")
+            lines += report.reapply_difference.lines()
+        if report.reapply_error is not None:
+            lines.append(f"re-applying after the downs failed: {report.reapply_error}")
+        raise MigrationError("migration test failed:\n" + "\n".join(lines),
+                             hint="fix the down file(s) so they remove exactly what their up creates")
+    return report
+
+
+async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migration],
+                 out: Callable[[str], None], table: QualifiedName | None) -> CycleReport:
+    tracking = table or QualifiedName(None, "schema_migrations")
+    quiet: Callable[[str], None] = lambda _: None  # noqa: E731
+    opts = RunnerOptions(dsn=scratch, table=tracking, out=quiet, lock_wait_s=0)
+    report = CycleReport()
+    conn = await connect(scratch)
+    try:
+        snaps = [await snapshot(conn, tracking)]
+        async with Runner(directory, opts) as runner:
+            for m in migrations:
+                try:
+                    await runner.up(1)
+                except PgOnlineError as exc:
+                    raise type(exc)(f"up of {m.version} failed: {exc.message}", hint=exc.hint) from exc
+                report.applied.append(m.version)
+                snaps.append(await snapshot(conn, tracking))
+            out(f"up: applied {len(report.applied)} migration(s)")
+            for i in range(len(migrations), 0, -1):
+                m = migrations[i - 1]
+                try:
+                    await runner.down(1)
+                except PgOnlineError as exc:
+                    raise type(exc)(f"down of {m.version} failed: {exc.message}",
+                                    hint=exc.hint) from exc
+                report.rolled_back.append(m.version)
+                after = await snapshot(conn, tracking)
+                d = diff(m.version, snaps[i - 1], after)
+                if d is not None:
+                    report.differences.append(d)
+                    out(f"down of {m.version}: schema differs from before its up")
+                    # Continue from the state actually reached: later
+                    # comparisons then attribute only their own differences.
+                    expected = snaps[i - 1]
+                    for j in range(i):
+                        snaps[j] = _apply_delta(snaps[j], expected, after)
+            out(f"down: rolled back {len(report.rolled_back)} migration(s)")
+            try:
+                report.reapplied = await runner.up()
+            except PgOnlineError as exc:
+                report.reapply_error = exc.message
+                return report
+            out(f"up again: applied {len(report.reapplied)} migration(s)")
+            if not report.differences:
+                # (With leftovers the re-applied schema differs for reasons
+                # already reported.)
+                report.reapply_difference = diff("re-apply", snaps[-1], await snapshot(conn, tracking))
+    finally:
+        await conn.close()
+    return report
+
+
+def _apply_delta(base: Snapshot, before: Snapshot, after: Snapshot) -> Snapshot:
+    """``base`` with the change from ``before`` to ``after`` (a reported difference carries forward)."""
+    out = dict(base)
+    for k in before.keys() - after.keys():
+        out.pop(k, None)
+    for k, v in after.items():
+        if before.get(k) != v:
+            out[k] = v
+    return out

@@ -1,0 +1,99 @@
+"""``online migrate create``: the next numbered up/down pair with the seed's header."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgonline.errors import UsageError
+from pgonline.migrations import discovery
+from pgonline.migrations.discovery import Style
+
+DEFAULT_WIDTH = 3
+_SNAKE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class NewMigration:
+    up: Path
+    down: Path
+    up_text: str
+    down_text: str
+
+
+def snake_name(name: str) -> str:
+    """``Add user photos`` / ``add-user-photos`` → ``add_user_photos``; refuse anything else."""
+    cleaned = re.sub(r"[\s\-]+", "_", name.strip()).lower()
+    if not _SNAKE.match(cleaned):
+        raise UsageError(f"migration name {name!r} is not snake_case",
+                         hint="letters, digits and single underscores, e.g. add_user_photos")
+    return cleaned
+
+
+def default_author() -> str:
+    for var in ("GIT_AUTHOR_NAME", "USER", "LOGNAME"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def plan_new(directory: Path, name: str, *, description: str | None = None,
+             author: str | None = None, style: Style | None = None,
+             today: datetime | None = None) -> NewMigration:
+    """The files ``create`` would write (the directory must already follow the convention)."""
+    existing = discovery.load(directory)
+    stem_name = snake_name(name)
+    if existing:
+        last = existing[-1]
+        number, width = last.number + 1, last.width
+        if style is not None and style is not last.style:
+            raise UsageError(f"{directory} uses {last.style} naming; --style {style} would mix styles")
+        style = last.style
+        if len(str(number)) > width:
+            raise UsageError(f"next number {number} does not fit the directory's {width}-digit width")
+    else:
+        number, width = 1, 6 if style is Style.GOLANG else DEFAULT_WIDTH
+        style = style or Style.PLAIN
+    stem = f"{number:0{width}d}_{stem_name}"
+    up_name, down_name = style.file_names(stem)
+    date = (today or datetime.now(UTC)).strftime("%Y-%m-%d")
+    who = author or default_author()
+    desc = description or stem_name.replace("_", " ")
+    up_text = (
+        f"-- Migration: {stem}\n"
+        f"-- Description: {desc}\n"
+        f"-- Author: {who}\n"
+        f"-- Date: {date}\n"
+        "--\n"
+        "-- `online migrate up` runs this file in one transaction together with its\n"
+        "-- tracking row: no BEGIN/COMMIT needed.  Statements that cannot run in a\n"
+        "-- transaction (CREATE INDEX CONCURRENTLY ...) make it run statement by statement.\n"
+        "\n"
+    )
+    down_text = (
+        f"-- Migration Rollback: {stem}\n"
+        f"-- Description: undo {desc}\n"
+        f"-- Author: {who}\n"
+        f"-- Date: {date}\n"
+        "--\n"
+        "-- Must remove everything the up file creates: `online migrate test` checks it.\n"
+        "\n"
+    )
+    return NewMigration(directory / up_name, directory / down_name, up_text, down_text)
+
+
+def write_new(new: NewMigration) -> None:
+    for path, text in ((new.up, new.up_text), (new.down, new.down_text)):
+        try:
+            # "x": never overwrite a file that appeared meanwhile.
+            with path.open("x", encoding="utf-8") as fh:
+                fh.write(text)
+        except FileExistsError:
+            raise UsageError(f"{path} already exists") from None

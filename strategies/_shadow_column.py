@@ -1,0 +1,356 @@
+"""The shadow-column machinery shared by change-type and rename-column (pure).
+
+Both changes follow one expand → backfill → contract shape:
+
+expand
+    add a nullable shadow column without a default (catalog only), then a
+    BEFORE INSERT OR UPDATE trigger that keeps it in step with the original
+    column for every write the application makes from now on;
+backfill
+    batched keyset UPDATEs fill the shadow column for existing rows; then
+    NOT NULL is proven with ``CHECK (...) NOT VALID`` + ``VALIDATE`` (which
+    scans under SHARE UPDATE EXCLUSIVE, not blocking traffic), and every index
+    on the original column is rebuilt on the shadow column ``CONCURRENTLY``;
+contract
+    one short ACCESS EXCLUSIVE transaction cuts over (drop the trigger, move
+    constraints, default, NOT NULL and sequence ownership, swap names), then
+    the original column is dropped (catalog only).
+
+Nothing here performs I/O: the facts come from :mod:`pgonline.column_catalog`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pglast import ast, parse_sql
+from pglast.stream import RawStream
+from psycopg import sql
+
+from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent
+from pgonline.errors import CatalogError, UsageError
+from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import BackfillSpec, LockLevel, Phase, Step
+
+# Dependents the shadow-column path moves itself; anything else is refused.
+MOVABLE = frozenset({"index", "primary key", "unique constraint", "owned sequence"})
+DOLLAR_TAG = "$pgonline$"
+
+
+def s(q: sql.Composable) -> str:
+    return q.as_string(None)
+
+
+def lit(value: str) -> sql.Literal:
+    return sql.Literal(value)
+
+
+def shadow_name(column: str, suffix: str) -> str:
+    """``<column>_<suffix>``, hashed to fit 63 bytes (deterministic, for resumes)."""
+    return derived_name(column, suffix)
+
+
+def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str) -> None:
+    """CatalogError for anything on the column this strategy cannot carry across safely."""
+    name = sql.Identifier(col.name).as_string(None)
+    where = f"{name} of {table.display}"
+    if col.relkind == "p":
+        raise CatalogError(f"cannot {verb} {where}: partitioned tables are not supported "
+                           "(CREATE INDEX CONCURRENTLY does not run on them)",
+                           hint="change each partition, or use a maintenance window")
+    if col.generated:
+        raise CatalogError(f"cannot {verb} {where}: it is a generated column")
+    if col.identity or (col.sequence is not None and col.sequence.identity):
+        raise CatalogError(
+            f"cannot {verb} {where}: it is an identity column, whose sequence cannot be "
+            "handed to another column without a gap in id generation",
+            hint="convert it to a sequence default first (ALTER TABLE ... ALTER COLUMN ... "
+            "DROP IDENTITY after creating and attaching an equivalent sequence), then retry",
+        )
+    refs = [d for d in col.dependents if d.kind == "referencing foreign key"]
+    if refs:
+        raise CatalogError(
+            f"cannot {verb} {where}: it is referenced by "
+            + "; ".join(d.label.removeprefix("referencing ") for d in refs),
+            hint="moving foreign keys is out of scope: drop them, run this change, then re-add "
+            "them with NOT VALID + VALIDATE CONSTRAINT (online, no long lock)",
+        )
+    others = [d for d in col.dependents if d.kind not in MOVABLE]
+    if others:
+        raise CatalogError(
+            f"cannot {verb} {where}: these objects depend on it and would not follow the "
+            f"new column: {_listing(others)}",
+            hint="drop them first and recreate them on the column afterwards",
+        )
+    for ix in col.indexes:
+        if not ix.valid:
+            raise CatalogError(
+                f"cannot {verb} {where}: index {ix.name} on it is INVALID "
+                "(left over from a failed CREATE INDEX CONCURRENTLY?)",
+                hint=f"drop it first: DROP INDEX CONCURRENTLY {_qname(ix.schema, ix.name)}",
+            )
+        if ix.constraint_type == "x":
+            raise CatalogError(f"cannot {verb} {where}: exclusion constraint "
+                               f"{ix.constraint} uses it")
+        if ix.deferrable:
+            raise CatalogError(f"cannot {verb} {where}: constraint {ix.constraint} is "
+                               "DEFERRABLE, which ADD CONSTRAINT ... USING INDEX cannot recreate")
+
+
+def _listing(deps: Sequence[Dependent]) -> str:
+    return "; ".join(d.label for d in deps)
+
+
+def _qname(schema: str, name: str) -> str:
+    return s(sql.Identifier(schema, name))
+
+
+def _rename_columns(node: object, old: str, new: str) -> None:
+    """Point every reference to column ``old`` in an index statement at ``new``."""
+    if isinstance(node, ast.IndexElem) and node.name == old:
+        node.name = new
+    if isinstance(node, ast.ColumnRef) and node.fields:
+        last = node.fields[-1]
+        if isinstance(last, ast.String) and last.sval == old:
+            node.fields = (*node.fields[:-1], ast.String(sval=new))
+    if isinstance(node, ast.Node):
+        for attr in node:
+            _rename_columns(getattr(node, attr), old, new)
+    elif isinstance(node, tuple | list):
+        for item in node:
+            _rename_columns(item, old, new)
+
+
+def shadow_index_sql(ix: ColumnIndex, column: str, shadow: str, new_name: str) -> str:
+    """The index's own definition, on the shadow column, built CONCURRENTLY under a new name.
+
+    The definition comes from ``pg_get_indexdef`` and is rewritten on the
+    parse tree (pglast), not by text substitution, so operator classes,
+    collations, INCLUDE lists, expressions and predicates all carry over.
+    """
+    stmt = parse_sql(ix.definition)[0].stmt
+    assert isinstance(stmt, ast.IndexStmt)
+    _rename_columns(stmt, column, shadow)
+    stmt.idxname = new_name
+    stmt.concurrent = True
+    rendered: str = RawStream()(stmt)
+    return rendered
+
+
+@dataclass(frozen=True)
+class ShadowPlan:
+    """What differs between change-type and rename-column; the rest is shared."""
+
+    table: TableFacts
+    col: ColumnDetails
+    shadow: str  # the shadow column's name
+    shadow_type_sql: str  # its type (with COLLATE when needed)
+    final_name: str  # the column's name after the cut-over
+    parked_name: str | None  # change-type: the original column's name until it is dropped
+    function_body: str  # plpgsql body of the sync trigger function
+    trigger_prefix: str
+    backfill_set: str
+    backfill_where: str
+    restore_hint: str  # why rollback refuses after the cut-over
+
+
+def _index_done(schema: str, name: str, valid: bool) -> str:
+    return s(sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+        " JOIN pg_namespace n ON n.oid = i.relnamespace"
+        " WHERE n.nspname = {} AND i.relname = {} AND {}x.indisvalid)"
+    ).format(lit(schema), lit(name), sql.SQL("" if valid else "NOT ")))
+
+
+def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
+    """Expand, backfill and contract steps (and plan notes) for a shadow-column change."""
+    t, col = p.table, p.col
+    key = t.batch_key()
+    if key is None:
+        raise CatalogError(
+            f"{t.display} has no primary key or NOT NULL unique index to batch over",
+            hint="add a primary key first (online add-primary-key), then retry",
+        )
+    if DOLLAR_TAG in p.function_body:
+        raise UsageError(f"expressions must not contain {DOLLAR_TAG}")
+    table = t.ident
+    shadow = sql.Identifier(p.shadow)
+    trigger_name = derived_name(p.trigger_prefix, t.name, col.name)
+    trigger = sql.Identifier(trigger_name)
+    function = sql.Identifier(t.schema, trigger_name)
+    drop_trigger = sql.SQL("DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()").format(
+        trigger, table, function)
+    steps: list[Step] = [
+        Step(
+            id="add-shadow-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description=f"add the shadow column {p.shadow} {p.shadow_type_sql} (no default)",
+            sql=s(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+                table, shadow, sql.SQL(p.shadow_type_sql))),
+            undo_sql=s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, shadow)),
+            why_safe="a nullable column without a default is a catalog-only change: "
+            "no rewrite, no scan; the lock is held for milliseconds",
+        ),
+        Step(
+            id="install-sync-trigger", phase=Phase.EXPAND, lock=LockLevel.SHARE_ROW_EXCLUSIVE,
+            description="install the trigger keeping the shadow column in step with live writes",
+            sql=s(sql.SQL(
+                "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql\n"
+                "SET search_path FROM CURRENT AS {tag}\n{body}\n{tag};\n"
+                "DROP TRIGGER IF EXISTS {trg} ON {table};\n"
+                "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE ON {table}\n"
+                "FOR EACH ROW EXECUTE FUNCTION {fn}()"
+            ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=sql.SQL(p.function_body),
+                     trg=trigger, table=table)),
+            undo_sql=s(drop_trigger),
+            why_safe="CREATE TRIGGER is a catalog change under SHARE ROW EXCLUSIVE (reads go on, "
+            "writes wait only for the lock under lock_timeout); the trigger's name sorts last "
+            "so it sees the final row after the application's own BEFORE triggers",
+        ),
+        Step(
+            id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
+            description="fill the shadow column of existing rows in short keyset batches",
+            backfill=BackfillSpec(schema=t.schema, table=t.name, key_columns=key,
+                                  set_sql=p.backfill_set, where_sql=p.backfill_where),
+            why_safe="each batch is its own short transaction; rows the application writes "
+            "meanwhile were already synced by the trigger and are skipped",
+        ),
+    ]
+    check = sql.Identifier(derived_name("pgonline_nn", t.name, p.shadow))
+    if col.column.not_null:
+        steps += [
+            Step(
+                id="add-not-null-check", phase=Phase.BACKFILL, lock=LockLevel.ACCESS_EXCLUSIVE,
+                description="add CHECK (shadow IS NOT NULL) NOT VALID",
+                sql=s(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
+                      .format(table, check, shadow)),
+                undo_sql=s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
+                why_safe="NOT VALID skips the scan of existing rows; only new writes are checked",
+            ),
+            Step(
+                id="validate-not-null-check", phase=Phase.BACKFILL,
+                lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+                description="validate the check against existing rows",
+                sql=s(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
+                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
+            ),
+        ]
+    moves: list[tuple[ColumnIndex, str]] = []
+    for i, ix in enumerate(col.indexes, 1):
+        new_name = derived_name(ix.name, "pgonline_new")
+        moves.append((ix, new_name))
+        drop_new = s(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(ix.schema, new_name)))
+        steps.append(Step(
+            id=f"build-index-{i}", phase=Phase.BACKFILL, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+            transactional=False,
+            description=f"build {ix.name}'s twin on the shadow column concurrently",
+            sql=shadow_index_sql(ix, col.name, p.shadow, new_name),
+            done_if=_index_done(ix.schema, new_name, valid=True),
+            cleanup_if=_index_done(ix.schema, new_name, valid=False),
+            cleanup_sql=drop_new, undo_sql=drop_new,
+            why_safe="CREATE INDEX CONCURRENTLY does not block reads or writes; an INVALID index "
+            "left by an interrupted attempt is dropped before the retry",
+        ))
+    steps.append(_cutover(p, moves, check, trigger, function))
+    parked = sql.Identifier(p.parked_name or col.name)
+    steps.append(Step(
+        id="drop-old-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+        description=f"drop the original column {p.parked_name or col.name}",
+        sql=s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, parked)),
+        undo_sql=refuse_undo(p.restore_hint),
+        why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
+        "nothing reads or writes it any more",
+    ))
+    notes = [f"sync trigger {trigger_name} keeps {p.shadow} in step with live writes",
+             "applications using server-side prepared statements that return this column "
+             "re-prepare after the cut-over (PostgreSQL reports 'cached plan must not change "
+             "result type' to statements prepared before it)"]
+    if col.sequence is not None:
+        notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
+                     f"new column at the cut-over (OWNED BY), so ids keep coming")
+    return steps, notes
+
+
+def refuse_undo(hint: str) -> str:
+    # After the cut-over the old column no longer receives writes; "undoing" by
+    # swapping back would silently lose them, so rollback stops here, loudly.
+    message = f"pgonline: this step cannot be rolled back: {hint}"
+    return s(sql.SQL("DO {tag} BEGIN RAISE EXCEPTION '%', {msg}; END {tag}").format(
+        tag=sql.SQL(DOLLAR_TAG), msg=lit(message)))
+
+
+def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
+             trigger: sql.Identifier, function: sql.Identifier) -> Step:
+    t, col = p.table, p.col
+    table = t.ident
+    old = sql.Identifier(col.name)
+    shadow = sql.Identifier(p.shadow)
+    final = sql.Identifier(p.final_name)
+    parked = sql.Identifier(p.parked_name) if p.parked_name else old
+    stmts: list[sql.Composable] = [
+        # The strongest lock first: taking SHARE ROW EXCLUSIVE (DROP TRIGGER)
+        # and upgrading later could deadlock with an application transaction
+        # that read the table and then writes it.
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table),
+        # Reads and writes wait from here to COMMIT, so dropping the trigger
+        # first cannot let a write slip past unsynced.
+        sql.SQL("DROP TRIGGER {} ON {}").format(trigger, table),
+        sql.SQL("DROP FUNCTION {}()").format(function),
+    ]
+    for ix, _ in moves:
+        if ix.constraint is not None:
+            stmts.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                table, sql.Identifier(ix.constraint)))
+        else:
+            stmts.append(sql.SQL("DROP INDEX {}").format(sql.Identifier(ix.schema, ix.name)))
+    if p.parked_name:
+        stmts.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(table, old, parked))
+    if p.shadow != p.final_name:
+        stmts.append(sql.SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(table, shadow, final))
+    # The original column must accept the rows the application now inserts
+    # without it until it is dropped: no NOT NULL, no default (which could
+    # also still use the sequence).
+    old_alters: list[sql.Composable] = []
+    if col.column.default is not None:
+        old_alters.append(sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(parked))
+    if col.column.not_null:
+        old_alters.append(sql.SQL("ALTER COLUMN {} DROP NOT NULL").format(parked))
+    new_alters: list[sql.Composable] = []
+    if col.column.default is not None:
+        new_alters.append(sql.SQL("ALTER COLUMN {} SET DEFAULT ({})").format(
+            final, sql.SQL(col.column.default)))
+    if col.column.not_null:
+        # Proven by the validated CHECK: no scan under the lock (PostgreSQL >= 12).
+        new_alters.append(sql.SQL("ALTER COLUMN {} SET NOT NULL").format(final))
+    alters = old_alters + new_alters
+    if alters:
+        stmts.append(sql.SQL("ALTER TABLE {} {}").format(table, sql.SQL(", ").join(alters)))
+    if col.column.not_null:
+        stmts.append(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, check))
+    for ix, new_name in moves:
+        if ix.constraint is not None:
+            kind = "PRIMARY KEY" if ix.constraint_type == "p" else "UNIQUE"
+            stmts.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                table, sql.Identifier(ix.constraint), sql.SQL(kind), sql.Identifier(new_name)))
+        else:
+            stmts.append(sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+                sql.Identifier(ix.schema, new_name), sql.Identifier(ix.name)))
+    if col.sequence is not None:
+        seq = sql.Identifier(col.sequence.schema, col.sequence.name)
+        # OWNED BY first of all keeps the sequence alive when the old column
+        # is dropped; AS bigint lets a serial sequence pass 2^31 - 1.
+        widen = (sql.SQL(" AS bigint") if p.shadow_type_sql == "bigint"
+                 and col.sequence.type in ("smallint", "integer") else sql.SQL(""))
+        stmts.append(sql.SQL("ALTER SEQUENCE {}{} OWNED BY {}").format(
+            seq, widen, sql.Identifier(t.schema, t.name, p.final_name)))
+    return Step(
+        id="cutover", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+        description="cut over in one short transaction: drop the trigger, move constraints, "
+        "default, NOT NULL and sequence to the new column",
+        sql=s(sql.SQL(";\n").join(stmts)),
+        undo_sql=refuse_undo(p.restore_hint),
+        why_safe="every statement is catalog-only (the indexes were built and NOT NULL proven "
+        "beforehand), so ACCESS EXCLUSIVE is held for milliseconds, under lock_timeout",
+    )

@@ -1,0 +1,142 @@
+"""add-foreign-key: add a FOREIGN KEY without blocking writes for a full scan.
+
+Problem: ``ALTER TABLE t ADD FOREIGN KEY (c) REFERENCES r (k)`` checks every
+existing row of ``t`` against ``r`` while holding SHARE ROW EXCLUSIVE on both
+tables: all writes to *both* tables wait for the whole scan.
+
+What we do instead, in two transactions:
+
+1. ``ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID``: SHARE ROW EXCLUSIVE on
+   both tables, but only for the catalog update (no scan); from then on new
+   and updated rows are checked, and deletes on ``r`` honour the action.
+2. ``VALIDATE CONSTRAINT``: scans ``t`` under SHARE UPDATE EXCLUSIVE on ``t``
+   and ROW SHARE on ``r``; neither blocks reads or writes.
+
+Pre-flight (done by the command, read-only) counts rows of ``t`` whose key
+has no match in ``r`` (MATCH SIMPLE: a row with a NULL in the key is not
+checked) and refuses with sample keys, since VALIDATE would fail on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pgonline.strategies._ddl import (
+    DataViolations,
+    refuse_violations,
+    render,
+    require_columns,
+)
+from pgonline.strategies.add_check import refuse_existing_constraint, validate_step
+from psycopg import sql
+
+from pgonline.errors import CatalogError, UsageError
+from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.strategy import strategy
+
+ON_DELETE_ACTIONS = ("no action", "restrict", "cascade", "set null", "set default")
+
+
+@dataclass(frozen=True)
+class AddForeignKeyArgs:
+    name: str
+    columns: tuple[str, ...]
+    ref_table: str  # quoted schema.table, resolved by the command
+    ref_columns: tuple[str, ...]
+    on_delete: str | None = None
+
+
+@dataclass(frozen=True)
+class AddForeignKeyFacts:
+    table: TableFacts
+    referenced: TableFacts
+    violations: DataViolations
+
+
+def default_fk_name(table: str, columns: tuple[str, ...]) -> str:
+    """``<table>_<col>_fkey`` like PostgreSQL; hashed when over 63 bytes."""
+    return derived_name(table, *columns, "fkey")
+
+
+def referenced_key_is_unique(ref: TableFacts, columns: tuple[str, ...]) -> bool:
+    """PostgreSQL needs a valid, non-partial, column-only unique index on exactly these columns."""
+    return any(
+        ix.unique and ix.valid and not ix.has_expressions and ix.predicate is None
+        and set(ix.columns) == set(columns) and len(ix.columns) == len(columns)
+        for ix in ref.indexes
+    )
+
+
+def _has_leading_index(t: TableFacts, columns: tuple[str, ...]) -> bool:
+    n = len(columns)
+    return any(ix.valid and ix.predicate is None and set(ix.columns[:n]) == set(columns)
+               for ix in t.indexes)
+
+
+def check_shape(t: TableFacts, ref: TableFacts, args: AddForeignKeyArgs) -> None:
+    """Catalog-only checks, also run by the command before its pre-flight scan."""
+    require_columns(t, args.columns)
+    require_columns(ref, args.ref_columns)
+    if len(args.columns) != len(args.ref_columns):
+        raise UsageError(f"{len(args.columns)} referencing columns but "
+                         f"{len(args.ref_columns)} referenced columns")
+    if not referenced_key_is_unique(ref, args.ref_columns):
+        cols = ", ".join(render(sql.Identifier(c)) for c in args.ref_columns)
+        raise CatalogError(
+            f"{ref.display} ({cols}) has no primary key or unique constraint",
+            hint=f"a foreign key must reference unique columns: first run "
+            f"`online add-unique {ref.display} {' '.join(args.ref_columns)}`",
+        )
+    if args.on_delete is not None and args.on_delete not in ON_DELETE_ACTIONS:
+        raise UsageError(f"--on-delete must be one of {', '.join(ON_DELETE_ACTIONS)}")
+    refuse_existing_constraint(t, args.name)
+
+
+@strategy("add-foreign-key")
+def plan_add_foreign_key(facts: AddForeignKeyFacts, args: AddForeignKeyArgs) -> Plan:
+    t, ref = facts.table, facts.referenced
+    check_shape(t, ref, args)
+    refuse_violations(
+        facts.violations,
+        f"rows of {t.display} reference a missing row of {ref.display}",
+        hint="insert the missing referenced rows, or fix/NULL the keys, then re-run",
+    )
+    name = sql.Identifier(args.name)
+    fk = sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+        t.ident, name, sql.SQL(", ").join(map(sql.Identifier, args.columns)),
+        ref.ident, sql.SQL(", ").join(map(sql.Identifier, args.ref_columns)),
+    )
+    if args.on_delete is not None:
+        # A fixed keyword from ON_DELETE_ACTIONS, never user text.
+        fk = sql.SQL("{} ON DELETE {}").format(fk, sql.SQL(args.on_delete.upper()))
+    fk = sql.SQL("{} NOT VALID").format(fk)
+    notes = [
+        f"add-constraint locks {t.display} and {ref.display} in SHARE ROW EXCLUSIVE mode "
+        "(blocks writes) for a catalog update only",
+        f"validate locks {t.display} in SHARE UPDATE EXCLUSIVE mode and {ref.display} in "
+        "ROW SHARE mode: neither blocks reads or writes",
+    ]
+    if not _has_leading_index(t, args.columns):
+        notes.append(
+            f"no index on {t.display} ({', '.join(args.columns)}): every delete or key update "
+            f"on {ref.display} will scan {t.display}; consider `online add-index "
+            f"{t.display} {' '.join(args.columns)}`"
+        )
+    steps = (
+        Step(
+            id="add-constraint", phase=Phase.EXPAND, lock=LockLevel.SHARE_ROW_EXCLUSIVE,
+            description=f"add FOREIGN KEY {render(name)} NOT VALID (SHARE ROW EXCLUSIVE on "
+            f"{t.display} and {ref.display})",
+            sql=render(fk),
+            undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                t.ident, name)),
+            why_safe="NOT VALID skips the scan of existing rows; both locks are held for a "
+            "catalog update only",
+        ),
+        validate_step(t, args.name, why_safe=(
+            f"VALIDATE takes SHARE UPDATE EXCLUSIVE on {t.display} and ROW SHARE on "
+            f"{ref.display}: reads and writes on both continue during the scan")),
+    )
+    return Plan("add-foreign-key", t.display, asdict(args), steps, notes=tuple(notes))

@@ -1,0 +1,118 @@
+"""add-unique: add a UNIQUE constraint without blocking writes during the index build.
+
+Problem: ``ALTER TABLE t ADD CONSTRAINT c UNIQUE (cols)`` builds the unique
+index while holding ACCESS EXCLUSIVE: no reads, no writes for the whole build.
+
+What we do instead:
+
+1. ``CREATE UNIQUE INDEX CONCURRENTLY`` under the constraint's name (SHARE
+   UPDATE EXCLUSIVE: reads and writes continue), outside a transaction and
+   restartable (an INVALID leftover of a failed build is dropped and rebuilt);
+2. ``ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX c``: ACCESS EXCLUSIVE
+   for a catalog update only, since the index already proves uniqueness.
+
+Pre-flight (done by the command, read-only) runs the "find duplicates" query
+for the user (``GROUP BY cols HAVING count(*) > 1``) and refuses with the
+number of duplicate groups and a few examples.  Uniqueness over a subset of
+rows is not a constraint in PostgreSQL: it is a unique *partial index*
+(``online add-index --unique --where``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pgonline.strategies._ddl import (
+    DataViolations,
+    build_index_step,
+    constraint_exists_query,
+    refuse_violations,
+    render,
+    require_columns,
+)
+from pgonline.strategies.add_check import refuse_existing_constraint
+from pgonline.strategies.add_index import ExistingRelation
+from psycopg import sql
+
+from pgonline.errors import CatalogError
+from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
+from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.strategy import strategy
+
+
+@dataclass(frozen=True)
+class AddUniqueArgs:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddUniqueFacts:
+    table: TableFacts
+    existing: ExistingRelation | None
+    duplicates: DataViolations
+
+
+def default_unique_name(table: str, columns: tuple[str, ...]) -> str:
+    """``<table>_<col>_key`` like PostgreSQL; hashed when over 63 bytes."""
+    return derived_name(table, *columns, "key")
+
+
+def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs, *,
+                           primary: bool) -> Plan:
+    """The two steps shared by add-unique and add-primary-key."""
+    t = facts.table
+    require_columns(t, args.columns)
+    refuse_existing_constraint(t, args.name)
+    ident = render(sql.Identifier(t.schema, args.name))
+    notes: list[str] = []
+    ex = facts.existing
+    if ex is not None:
+        ix = t.index(args.name)
+        if ex.kind == "i" and ex.on_table and not ex.valid:
+            notes.append(f"an INVALID index {ident} (left by a failed build) is dropped "
+                         "and rebuilt")
+        elif (ex.kind == "i" and ex.on_table and ix is not None and ix.unique
+              and ix.columns == args.columns and not ix.has_expressions
+              and ix.predicate is None):
+            # A valid unique index on exactly these columns: the build step's
+            # done_if sees it and the constraint simply adopts it.
+            notes.append(f"the existing unique index {ident} is adopted as the constraint")
+        else:
+            raise CatalogError(f"relation {ident} already exists",
+                               hint="choose another constraint name with --name")
+    what = "PRIMARY KEY" if primary else "UNIQUE"
+    cols = ", ".join(render(sql.Identifier(c)) for c in args.columns)
+    refuse_violations(
+        facts.duplicates, f"duplicate value groups in {t.display} ({cols})",
+        hint="a unique index cannot be built over duplicates: resolve them first "
+        "(the examples show the duplicated values and how often each occurs)",
+    )
+    name = sql.Identifier(args.name)
+    steps = (
+        build_index_step(
+            step_id="create-index", table=t, index=args.name, unique=True,
+            keys=[sql.Identifier(c) for c in args.columns],
+            description=f"build unique index {ident} CONCURRENTLY (outside a transaction)",
+        ),
+        Step(
+            id="add-constraint", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description=f"attach the index as {what} constraint {render(name)}",
+            sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                t.ident, name, sql.SQL(what), name)),
+            done_if=constraint_exists_query(t, args.name),
+            # Dropping the constraint drops its index too (ACCESS EXCLUSIVE, catalog only).
+            undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+                t.ident, name)),
+            why_safe="the valid unique index already proves uniqueness"
+            + (" and the columns are NOT NULL" if primary else "")
+            + ", so this is a catalog update only; no scan, no index build",
+        ),
+    )
+    return Plan(kind, t.display, asdict(args), steps, notes=tuple(notes))
+
+
+@strategy("add-unique")
+def plan_add_unique(facts: AddUniqueFacts, args: AddUniqueArgs) -> Plan:
+    return plan_unique_constraint("add-unique", facts, args, primary=False)

@@ -1,0 +1,179 @@
+"""change-type: change a column's type without rewriting the table under a lock.
+
+Problem: ``ALTER TABLE t ALTER COLUMN c TYPE newtype`` rewrites the whole
+table (and rebuilds every index on it) under ACCESS EXCLUSIVE unless the
+conversion is binary-coercible: every read and write waits until it is done.
+The classic case is ``integer`` → ``bigint`` on a primary key about to run
+out of ids.
+
+What we do instead:
+
+* In place, when the server needs no rewrite (decided from catalog facts:
+  same type with a wider typmod that the type's length-coercion support
+  function treats as a no-op, such as ``varchar(n)`` widening or removing the
+  limit, ``numeric`` precision up at the same scale, ``timestamp(p)`` up; or a
+  binary-coercible cast per ``pg_cast.castmethod = 'b'`` with no new typmod,
+  such as ``varchar`` → ``text``): one catalog-only ``ALTER`` under
+  lock_timeout.
+* Otherwise expand/contract through a shadow column (see
+  :mod:`pgonline.strategies._shadow_column`): ``<col>_pgonline_new`` of the new
+  type kept equal to the converted value by a trigger, batched backfill,
+  concurrent index builds (the primary key's included, re-attached with
+  ``ADD CONSTRAINT ... PRIMARY KEY USING INDEX``), a milliseconds-long
+  cut-over transaction, then the old column is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from psycopg import sql
+
+from pgonline.column_facts import ColumnDetails, NewTypeFacts
+from pgonline.errors import CatalogError
+from pgonline.facts import ServerFacts, TableFacts
+from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.strategy import strategy
+
+from ._shadow_column import (
+    ShadowPlan,
+    build_steps,
+    refuse_undo,
+    refuse_unmovable,
+    s,
+    shadow_name,
+)
+
+# Type oids (fixed in PostgreSQL's catalog) whose typmod-coercion support
+# function makes a wider typmod a no-op.
+VARCHAR, VARBIT, NUMERIC = 1043, 1562, 1700
+TIMESTAMP, TIMESTAMPTZ, TIME, TIMETZ = 1114, 1184, 1083, 1266
+_LENGTH_TYPES = {VARCHAR, VARBIT}
+_PRECISION_TYPES = {TIMESTAMP, TIMESTAMPTZ, TIME, TIMETZ}
+VARHDRSZ = 4
+
+
+@dataclass(frozen=True)
+class ChangeTypeArgs:
+    column: str
+    type_sql: str
+    using: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeTypeFacts:
+    server: ServerFacts
+    table: TableFacts
+    column: ColumnDetails
+    new_type: NewTypeFacts
+
+
+def _numeric_parts(typmod: int) -> tuple[int, int]:
+    mod = typmod - VARHDRSZ
+    return (mod >> 16) & 0xFFFF, mod & 0xFFFF
+
+
+def rewrite_free(old_oid: int, old_mod: int, new: NewTypeFacts) -> bool:
+    """True when PostgreSQL changes the type in the catalog only (no rewrite, no scan).
+
+    Mirrors the server: a binary-coercible cast becomes a RelabelType, and the
+    support functions ``varchar_support``, ``varbit_support``,
+    ``numeric_support`` and ``timestamp_support``/``time_support`` turn a
+    length coercion into a no-op when it cannot shorten any value.
+    """
+    if old_oid == new.oid:
+        if new.typmod == old_mod:
+            return True
+        if new.oid in _LENGTH_TYPES:
+            return new.typmod == -1 or (old_mod != -1 and new.typmod >= old_mod)
+        if new.oid == NUMERIC:
+            if new.typmod == -1:
+                return True
+            if old_mod == -1:
+                return False
+            (old_p, old_s), (new_p, new_s) = _numeric_parts(old_mod), _numeric_parts(new.typmod)
+            return new_s == old_s and new_p >= old_p
+        if new.oid in _PRECISION_TYPES:
+            return new.typmod == -1 or (old_mod != -1 and new.typmod >= old_mod)
+        return False
+    return new.binary_coercible and new.typmod == -1
+
+
+@strategy("change-type")
+def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
+    t, col, new = facts.table, facts.column, facts.new_type
+    name = sql.Identifier(col.name)
+    plan_args = asdict(args)
+    if col.type_oid == new.oid and col.typmod == new.typmod and args.using is None:
+        raise CatalogError(f"column {s(name)} of {t.display} is already of type {new.display}")
+
+    if args.using is None and rewrite_free(col.type_oid, col.typmod, new):
+        views = [d for d in col.dependents if d.kind in ("view", "rule")]
+        if views:
+            raise CatalogError(
+                f"cannot change the type of {s(name)}: used by "
+                + "; ".join(d.label for d in views),
+                hint="PostgreSQL refuses to alter a column a view uses; drop and recreate the view",
+            )
+        step = Step(
+            id="alter-type", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description=f"change the type to {new.display} in the catalog only",
+            sql=s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                t.ident, name, sql.SQL(new.display))),
+            # The way back narrows the type, which PostgreSQL does by rewriting
+            # the table under ACCESS EXCLUSIVE: rollback refuses and points at
+            # the online way instead.
+            undo_sql=refuse_undo(
+                f"the type change was catalog-only; to go back run `online change-type "
+                f"{t.display} {s(name)} '{col.column.type}'`, which converts online"),
+            why_safe="the conversion is binary-coercible or only widens the typmod, so "
+            "PostgreSQL neither rewrites the table nor rebuilds its indexes",
+        )
+        return Plan("change-type", t.display, plan_args, (step,), notes=(
+            f"in place: {col.column.type} -> {new.display} needs no rewrite",))
+
+    refuse_unmovable(t, col, "change the type of")
+    shadow = shadow_name(col.name, "pgonline_new")
+    parked = shadow_name(col.name, "pgonline_old")
+    for taken in (shadow, parked):
+        if t.column(taken) is not None:
+            raise CatalogError(
+                f"column {s(sql.Identifier(taken))} already exists in {t.display} "
+                "(left over from an earlier change-type?)",
+                hint="roll that job back with `online rollback JOB`, or drop the column",
+            )
+    typ: sql.Composable = sql.SQL(new.display)
+    if col.collation is not None and new.collatable:
+        typ = sql.SQL("{} COLLATE {}").format(typ, sql.Identifier(*col.collation))
+    # Assignment semantics, as ALTER COLUMN TYPE: a value that does not fit
+    # (too long for varchar(n), out of range) raises instead of being cut.
+    shadow_id = sql.Identifier(shadow)
+    if args.using is None:
+        conv_row: sql.Composable = sql.SQL("NEW.") + name
+        conv_table: sql.Composable = name
+        where = sql.SQL("{} IS NULL AND {} IS NOT NULL").format(shadow_id, name)
+    else:
+        # The USING expression names the table's columns, as in an UPDATE; in
+        # the trigger the same names are exposed by selecting from the row.
+        conv_table = sql.SQL("({})").format(sql.SQL(args.using))
+        conv_row = sql.SQL("(SELECT {} FROM (SELECT NEW.*) AS pgonline_row)").format(conv_table)
+        where = sql.SQL("{} IS NULL").format(shadow_id)
+    body = sql.SQL("BEGIN\n  NEW.{} := {};\n  RETURN NEW;\nEND").format(
+        sql.Identifier(shadow), conv_row)
+    steps, notes = build_steps(ShadowPlan(
+        table=t, col=col, shadow=shadow, shadow_type_sql=s(typ), final_name=col.name,
+        parked_name=parked, function_body=s(body), trigger_prefix="zz_pgonline_sync",
+        backfill_set=s(sql.SQL("{} = {}").format(sql.Identifier(shadow), conv_table)),
+        backfill_where=s(where),
+        restore_hint=f"the column already has type {new.display}; to go back, run "
+        f"`online change-type {t.display} {s(name)} '{col.column.type}'`",
+    ))
+    reason = ("the conversion needs a table rewrite" if args.using is None
+              else "a USING expression computes every value")
+    notes.insert(0, f"expand/contract: {col.column.type} -> {new.display}; {reason}")
+    if args.using is not None:
+        notes.append("writes whose value the USING expression cannot convert fail while "
+                     "the trigger is installed, as they would after the change")
+    if facts.server.major < 12 and col.column.not_null:
+        notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
+    return Plan("change-type", t.display, plan_args, tuple(steps), notes=tuple(notes))

@@ -1,0 +1,76 @@
+"""drop-column: the contract step of removing a column, with a look before the leap.
+
+Problem: ``ALTER TABLE t DROP COLUMN c`` is catalog-only (the data stays on
+disk until rows are rewritten) but needs ACCESS EXCLUSIVE; queued behind a
+long query it stalls every other query on the table.  It also silently takes
+indexes and constraints with it, and fails halfway into a deploy when a view
+still uses the column.  And it cannot be undone: the data is gone.
+
+What we do instead: list every object that depends on the column (indexes,
+constraints, foreign keys from other tables, views, triggers, policies,
+statistics, owned sequences, via ``pg_depend``) and refuse unless the user
+passes ``--confirm``; then drop it under ``lock_timeout`` with retries, so
+the lock is only ever taken when it can be had at once.  ``CASCADE`` is added
+only when a listed object needs it (a normal dependency) and is shown in the
+plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from psycopg import sql
+
+from pgonline.column_facts import ColumnDetails
+from pgonline.errors import PreflightError
+from pgonline.facts import ServerFacts, TableFacts
+from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.strategy import strategy
+
+
+@dataclass(frozen=True)
+class DropColumnArgs:
+    column: str
+    confirm: bool = False
+
+
+@dataclass(frozen=True)
+class DropColumnFacts:
+    server: ServerFacts
+    table: TableFacts
+    column: ColumnDetails
+
+
+def dependents_text(col: ColumnDetails) -> str:
+    if not col.dependents:
+        return "no dependent objects"
+    return "dependent objects that go with it: " + "; ".join(d.label for d in col.dependents)
+
+
+@strategy("drop-column")
+def plan_drop_column(facts: DropColumnFacts, args: DropColumnArgs) -> Plan:
+    t, col = facts.table, facts.column
+    name = sql.Identifier(col.name)
+    listing = dependents_text(col)
+    cascade = any(d.needs_cascade for d in col.dependents)
+    if not args.confirm:
+        raise PreflightError(
+            f"dropping {name.as_string(None)} from {t.display} discards its data for good; "
+            f"{listing}",
+            hint="deploy application code that no longer uses the column first, then re-run "
+            "with --confirm",
+        )
+    stmt = sql.SQL("ALTER TABLE {} DROP COLUMN {}{}").format(
+        t.ident, name, sql.SQL(" CASCADE") if cascade else sql.SQL(""))
+    step = Step(
+        id="drop-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+        description=f"drop column {col.name}" + (" and, with CASCADE, the objects listed"
+                                                if cascade else ""),
+        sql=stmt.as_string(None),
+        why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite, no "
+        "scan); the lock is requested under lock_timeout and retried, never queued",
+    )
+    notes = [listing,
+             "irreversible: `online rollback` cannot bring the data back",
+             "applications using server-side prepared SELECT * statements re-prepare after it"]
+    return Plan("drop-column", t.display, asdict(args), (step,), notes=tuple(notes))
