@@ -13,6 +13,7 @@ from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.facts import TableFacts
+from pgonline.naming import derived_name
 from pgonline.plan import LockLevel, Phase, Step
 
 
@@ -123,3 +124,60 @@ def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: boo
         "reads or writes; an interrupted build leaves an INVALID index that is dropped "
         "and rebuilt on the next attempt",
     )
+
+
+def not_null_check_name(t: TableFacts, column: str) -> str:
+    return derived_name("pgonline_nn", t.name, column)
+
+
+def not_null_check_steps(t: TableFacts, column: str, *, phase: Phase,
+                         ids: tuple[str, str] = ("add-check", "validate-check")) -> list[Step]:
+    """``CHECK (col IS NOT NULL) NOT VALID`` then ``VALIDATE``: proof of NOT NULL without a scan
+    under a blocking lock (the scan runs under SHARE UPDATE EXCLUSIVE)."""
+    table, col = t.ident, sql.Identifier(column)
+    name = not_null_check_name(t, column)
+    check = sql.Identifier(name)
+    return [
+        Step(
+            id=ids[0], phase=phase, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description="add CHECK (col IS NOT NULL) NOT VALID",
+            sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
+                       .format(table, check, col)),
+            # A check left by an earlier, abandoned attempt is reused (and validated next).
+            done_if=constraint_exists_query(t, name),
+            undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}")
+                            .format(table, check)),
+            why_safe="NOT VALID skips the scan of existing rows; the lock is held for a catalog "
+            "update only",
+        ),
+        Step(
+            id=ids[1], phase=phase, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+            description="validate the check against existing rows",
+            sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
+            why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
+        ),
+    ]
+
+
+def not_null_steps(t: TableFacts, column: str) -> list[Step]:
+    """CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the check (all transactional)."""
+    table, col = t.ident, sql.Identifier(column)
+    check = sql.Identifier(not_null_check_name(t, column))
+    return [
+        *not_null_check_steps(t, column, phase=Phase.CONTRACT),
+        Step(
+            id="set-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description="SET NOT NULL, proven by the validated check",
+            sql=render(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col)),
+            undo_sql=render(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL")
+                            .format(table, col)),
+            why_safe="PostgreSQL >= 12 uses the validated CHECK instead of scanning the table",
+        ),
+        Step(
+            id="drop-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description="drop the helper check (NOT NULL now enforces it)",
+            sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
+            why_safe="dropping a constraint is a catalog-only change",
+        ),
+    ]
+

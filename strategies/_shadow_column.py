@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
+from pgonline.strategies._ddl import not_null_check_name, not_null_check_steps
 from psycopg import sql
 
 from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent
@@ -217,25 +218,10 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
             "meanwhile were already synced by the trigger and are skipped",
         ),
     ]
-    check = sql.Identifier(derived_name("pgonline_nn", t.name, p.shadow))
+    check = sql.Identifier(not_null_check_name(t, p.shadow))
     if col.column.not_null:
-        steps += [
-            Step(
-                id="add-not-null-check", phase=Phase.BACKFILL, lock=LockLevel.ACCESS_EXCLUSIVE,
-                description="add CHECK (shadow IS NOT NULL) NOT VALID",
-                sql=s(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
-                      .format(table, check, shadow)),
-                undo_sql=s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
-                why_safe="NOT VALID skips the scan of existing rows; only new writes are checked",
-            ),
-            Step(
-                id="validate-not-null-check", phase=Phase.BACKFILL,
-                lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-                description="validate the check against existing rows",
-                sql=s(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
-                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
-            ),
-        ]
+        steps += not_null_check_steps(t, p.shadow, phase=Phase.BACKFILL,
+                                      ids=("add-not-null-check", "validate-not-null-check"))
     moves: list[tuple[ColumnIndex, str]] = []
     for i, ix in enumerate(col.indexes, 1):
         new_name = derived_name(ix.name, "pgonline_new")

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from pgonline.strategies._ddl import not_null_steps
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
 from pgonline.facts import ExpressionFacts, ServerFacts, TableFacts
-from pgonline.naming import derived_name
 from pgonline.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.strategy import strategy
 
@@ -120,36 +120,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
                                 if facts.default is not None and facts.default.volatile
                                 else "existing rows need a computed value")]
     if args.not_null:
-        check = sql.Identifier(derived_name("pgonline_nn", t.name, args.column))
-        steps += [
-            Step(
-                id="add-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-                description="add CHECK (col IS NOT NULL) NOT VALID",
-                sql=_s(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
-                       .format(table, check, col)),
-                undo_sql=_s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
-                why_safe="NOT VALID skips the scan of existing rows; only new writes are checked",
-            ),
-            Step(
-                id="validate-check", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-                description="validate the check against existing rows",
-                sql=_s(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
-                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
-            ),
-            Step(
-                id="set-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-                description="SET NOT NULL, proven by the validated check",
-                sql=_s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col)),
-                undo_sql=_s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL").format(table, col)),
-                why_safe="PostgreSQL >= 12 uses the validated CHECK instead of scanning the table",
-            ),
-            Step(
-                id="drop-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-                description="drop the helper check (NOT NULL now enforces it)",
-                sql=_s(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
-                why_safe="dropping a constraint is a catalog-only change",
-            ),
-        ]
+        steps += not_null_steps(t, args.column)
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     return Plan("add-column", t.display, plan_args, tuple(steps), notes=tuple(notes))

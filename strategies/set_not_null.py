@@ -24,12 +24,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import constraint_exists_query, render, require_columns
+from pgonline.strategies._ddl import not_null_steps, render, require_columns
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.facts import ServerFacts, TableFacts
-from pgonline.naming import derived_name
 from pgonline.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.strategy import strategy
 
@@ -45,47 +44,6 @@ class SetNotNullFacts:
     server: ServerFacts
     table: TableFacts
     null_rows: int
-
-
-def not_null_steps(t: TableFacts, column: str) -> list[Step]:
-    """CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the check (all transactional)."""
-    table, col = t.ident, sql.Identifier(column)
-    name = derived_name("pgonline_nn", t.name, column)
-    check = sql.Identifier(name)
-    return [
-        Step(
-            id="add-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-            description="add CHECK (col IS NOT NULL) NOT VALID",
-            sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
-                       .format(table, check, col)),
-            # A check left by an earlier, abandoned attempt is reused (and validated next).
-            done_if=constraint_exists_query(t, name),
-            undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}")
-                            .format(table, check)),
-            why_safe="NOT VALID skips the scan of existing rows; the lock is held for a catalog "
-            "update only",
-        ),
-        Step(
-            id="validate-check", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-            description="validate the check against existing rows",
-            sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
-            why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
-        ),
-        Step(
-            id="set-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-            description="SET NOT NULL, proven by the validated check",
-            sql=render(sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET NOT NULL").format(table, col)),
-            undo_sql=render(sql.SQL("ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL")
-                            .format(table, col)),
-            why_safe="PostgreSQL >= 12 uses the validated CHECK instead of scanning the table",
-        ),
-        Step(
-            id="drop-check", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-            description="drop the helper check (NOT NULL now enforces it)",
-            sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check)),
-            why_safe="dropping a constraint is a catalog-only change",
-        ),
-    ]
 
 
 @strategy("set-not-null")

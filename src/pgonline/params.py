@@ -19,4 +19,4 @@ PARAM = sql.SQL(_MARK)
 def with_params(query: sql.Composable) -> sql.SQL:
     """Render ``query`` for execution with positional parameters at each :data:`PARAM`."""
     text = query.as_string(None)
-    return sql.SQL(text.replace("%", "%%").replace(_MARK, "%s"))  # type: ignore[arg-type]
+    return sql.SQL(text.replace("%", "%%").replace(_MARK, "%s"))

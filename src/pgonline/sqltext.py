@@ -26,7 +26,8 @@ def _parse_single_select(wrapped: str, what: str, text: str) -> ast.SelectStmt:
     stmt = stmts[0].stmt
     targets = stmt.targetList or ()
     extra = (stmt.fromClause, stmt.whereClause, stmt.groupClause, stmt.havingClause,
-             stmt.sortClause, stmt.limitCount, stmt.withClause, stmt.op.value)
+             stmt.sortClause, stmt.limitCount, stmt.withClause,
+             stmt.op is not None and stmt.op.value)
     if len(targets) != 1 or any(extra):
         raise UsageError(f"{what} {text!r} must be a single SQL expression")
     return stmt
@@ -63,8 +64,9 @@ def type_name(text: str) -> str:
     if not stripped:
         raise UsageError("type must not be empty")
     stmt = _parse_single_select(f"SELECT NULL::{stripped}", "type", text)
-    val = stmt.targetList[0].val
-    if not isinstance(val, ast.TypeCast) or not isinstance(val.arg, ast.A_Const):
+    val = (stmt.targetList or ())[0].val
+    if (not isinstance(val, ast.TypeCast) or not isinstance(val.arg, ast.A_Const)
+            or val.typeName is None):
         raise UsageError(f"type {text!r} is not a type name")
     rendered: str = RawStream()(val.typeName)
     return rendered
