@@ -31,7 +31,13 @@ import psycopg
 
 from pgonline.commands.common import RunContext
 from pgonline.connection import connect, set_local
-from pgonline.errors import CatalogError, MigrationError, PgOnlineError, StatementError
+from pgonline.errors import (
+    CatalogError,
+    MigrationError,
+    PgOnlineError,
+    PreflightError,
+    StatementError,
+)
 from pgonline.identifiers import QualifiedName
 from pgonline.migrations import discovery, rewrite
 from pgonline.migrations.discovery import Migration
@@ -296,15 +302,23 @@ class Runner:
         if self.opts.dry_run:
             self.out(f"would apply {m.version} statement by statement (not one transaction: "
                      f"{'; '.join(why)})")
+            refused: list[PreflightError] = []
             for kind, stmts, rw in groups:
                 if rw is not None:
-                    self.out(f"  [{rw.command}] {rw.summary}")
-                    await self._dry_run_rewrite(rw)
+                    self.out(f"  [{rw.command}] {rw.summary}  <- {pf.position(stmts[0].offset)}")
+                    found = await self._dry_run_rewrite(rw)
+                    if found is not None:
+                        refused.append(PreflightError(_located(pf, stmts[0], found.message),
+                                                      hint=found.hint))
                 elif kind == "tx":
                     self.out(f"  [transaction] {len(stmts)} statement(s): "
                              + "; ".join(_first_line(s.text) for s in stmts))
                 else:
                     self.out(f"  [autocommit] {_first_line(stmts[0].text)}")
+            if refused:
+                # A dry run that would stop on a pre-flight refusal says so with
+                # the same exit code as the real run (nothing was changed).
+                raise refused[0]
             return
         t0 = time.monotonic()
         await self.t.mark_dirty(m.version, checksum, "in progress (statement by statement)")
@@ -334,7 +348,7 @@ class Runner:
         await self.t.record(m.version, checksum, int((time.monotonic() - t0) * 1000))
         self.out(f"applied {m.version} in {time.monotonic() - t0:.2f}s (statement by statement)")
 
-    async def _dry_run_rewrite(self, rw: rewrite.Rewrite) -> None:
+    async def _dry_run_rewrite(self, rw: rewrite.Rewrite) -> PreflightError | None:
         assert self.opts.context is not None
         ctx = replace(self.opts.context, dry_run=True, out=lambda s: self.out("    " + s.replace(
             "\n", "\n    ")))
@@ -343,6 +357,11 @@ class Runner:
         except CatalogError as exc:
             # The table may be created by an earlier pending migration.
             self.out(f"    (plan is computed when it runs: {exc.message})")
+        except PreflightError as exc:
+            # The data would make the command refuse: show it, keep listing the rest.
+            self.out(f"    would be refused: {exc.message}")
+            return exc
+        return None
 
     # -- down --------------------------------------------------------------------------
 

@@ -1,0 +1,625 @@
+"""``online migrate up --online``: statements that become staged online changes.
+
+A *recogniser* looks at one parsed statement (pglast's AST, never text) and,
+when a pgonline command reaches exactly the same schema more safely, returns
+a :class:`Rewrite` that runs that command function instead.  Recognisers are
+registered with ``@recogniser("name")``.  Anything no recogniser claims runs
+exactly as written.  The registry:
+
+==================================================  ==========================================
+statement                                           becomes
+==================================================  ==========================================
+``ALTER TABLE t ADD COLUMN ...``                    add-column
+``CREATE [UNIQUE] INDEX [CONCURRENTLY] ...``        add-index (plain keys), or the statement
+                                                    itself ``CONCURRENTLY`` as one journaled
+                                                    step (opclass, INCLUDE, DESC, ...)
+``DROP INDEX [IF EXISTS] i``                        drop-index
+``ALTER TABLE t ALTER COLUMN c SET NOT NULL``       set-not-null
+``ALTER TABLE t ADD CONSTRAINT n CHECK (...)``      add-check
+``ALTER TABLE t ADD ... FOREIGN KEY ...``           add-foreign-key
+``ALTER TABLE t ADD ... UNIQUE / PRIMARY KEY``      add-unique / add-primary-key
+==================================================  ==========================================
+
+A rewritten statement runs as its own pgonline job (journaled, resumable,
+with lock_timeout and retries), so the file it came from can no longer be
+one transaction: the runner runs the file's other statements in order
+(consecutive ordinary statements grouped in one transaction) and marks the
+version dirty while it is in progress.  Statements on tables created earlier
+in the same run are never rewritten (:class:`RewriteScope`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from pglast import ast, enums
+from pglast.stream import RawStream
+from psycopg import sql
+
+from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
+from pgonline.connection import connection
+from pgonline.errors import CatalogError
+from pgonline.identifiers import QualifiedName
+from pgonline.migrations.splitting import Statement
+from pgonline.naming import derived_name
+from pgonline.plan import LockLevel, Phase, Plan, Step
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """What replaces one statement: a command run with the runner's RunContext."""
+
+    command: str  # the pgonline command it becomes, e.g. "add-column"
+    summary: str  # one line for dry runs and logs
+    run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]
+
+
+Recogniser = Callable[[ast.Node], Rewrite | None]
+_RECOGNISERS: dict[str, Recogniser] = {}
+
+
+def recogniser(name: str) -> Callable[[Recogniser], Recogniser]:
+    """Register a statement → command mapping (first match wins, in registration order)."""
+
+    def register(fn: Recogniser) -> Recogniser:
+        if name in _RECOGNISERS:
+            raise ValueError(f"recogniser {name!r} registered twice")
+        _RECOGNISERS[name] = fn
+        return fn
+
+    return register
+
+
+def recognisers() -> dict[str, Recogniser]:
+    return dict(_RECOGNISERS)
+
+
+def rewrite_for(statement: Statement) -> Rewrite | None:
+    for fn in _RECOGNISERS.values():
+        found = fn(statement.node)
+        if found is not None:
+            return found
+    return None
+
+
+def _render(node: ast.Node) -> str:
+    text: str = RawStream()(node)
+    return text
+
+
+def _table_name(rel: ast.RangeVar) -> str:
+    """The relation as a quoted name for QualifiedName.parse (pglast already folded case)."""
+    relname = str(rel.relname)
+    if rel.schemaname:
+        return sql.Identifier(str(rel.schemaname), relname).as_string(None)
+    return sql.Identifier(relname).as_string(None)
+
+
+def _q(name: str) -> str:
+    """A name as the command functions parse it (double-quoted: pglast already folded case)."""
+    return sql.Identifier(name).as_string(None)
+
+
+def _d(name: str) -> str:
+    """A name for display: bare when that reads back as the same name."""
+    plain = name == name.lower() and name.isascii() and name.isidentifier()
+    return name if plain else _q(name)
+
+
+def _shown(rel: ast.RangeVar) -> str:
+    return ".".join(_d(str(p)) for p in (rel.schemaname, rel.relname) if p)
+
+
+# -- ALTER TABLE t ADD COLUMN c type [NOT NULL] [DEFAULT e] -> online add-column ----------
+
+
+@recogniser("add-column")
+def _add_column(node: ast.Node) -> Rewrite | None:
+    if not isinstance(node, ast.AlterTableStmt) or node.objtype is not enums.ObjectType.OBJECT_TABLE:
+        return None
+    cmds = node.cmds or ()
+    # Only a lone ADD COLUMN on a whole inheritance tree (not ONLY) maps onto
+    # the command; several sub-commands must stay one statement.
+    if len(cmds) != 1 or node.relation is None or not node.relation.inh:
+        return None
+    cmd = cmds[0]
+    if cmd.subtype is not enums.AlterTableType.AT_AddColumn or not isinstance(cmd.def_, ast.ColumnDef):
+        return None
+    col = cmd.def_
+    # pglast spells "no identity / not generated" as a NUL character.
+    if col.collClause is not None or col.typeName is None or (col.identity or "\0") != "\0" \
+            or (col.generated or "\0") != "\0":
+        return None
+    not_null = False
+    default: str | None = None
+    for con in col.constraints or ():
+        if con.contype is enums.ConstrType.CONSTR_NOTNULL:
+            not_null = True
+        elif con.contype is enums.ConstrType.CONSTR_NULL:
+            continue
+        elif con.contype is enums.ConstrType.CONSTR_DEFAULT and con.raw_expr is not None:
+            default = _render(con.raw_expr)
+        else:
+            return None  # CHECK, REFERENCES, UNIQUE ... : run as written
+    table = _table_name(node.relation)
+    column = sql.Identifier(str(col.colname)).as_string(None)
+    type_sql = _render(col.typeName)
+    if_not_exists = bool(cmd.missing_ok)
+    colname = str(col.colname)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.add_column import add_column
+
+        if if_not_exists and await _column_exists(ctx.dsn, table, colname):
+            ctx.out(f"column {column} already exists in {table}: skipped (IF NOT EXISTS)")
+            return None
+        return await add_column(ctx, table, column, type_sql, default=default, not_null=not_null)
+
+    shown = ".".join(p for p in (node.relation.schemaname, node.relation.relname) if p)
+    bits = [colname, type_sql] + (["NOT NULL"] if not_null else []) + (
+        [f"DEFAULT {default}"] if default else [])
+    return Rewrite("add-column", f"online add-column {shown} {' '.join(bits)}",
+                   _if_table_exists(node, table, run))
+
+
+async def _column_exists(dsn: str, table: str, column: str) -> bool:
+    async with connection(dsn) as conn:
+        cur = await conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+            " AND attname = %s AND attnum > 0 AND NOT attisdropped)", [table, column])
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+
+# -- statements on tables this run created: run as written ---------------------------------
+
+
+def _key(rel: ast.RangeVar) -> tuple[str | None, str]:
+    return (str(rel.schemaname) if rel.schemaname else None, str(rel.relname))
+
+
+def _same(a: tuple[str | None, str], b: tuple[str | None, str]) -> bool:
+    # An unqualified name may resolve to any schema of the search_path, so it
+    # matches the qualified one with the same relation name.
+    return a[1] == b[1] and (a[0] is None or b[0] is None or a[0] == b[0])
+
+
+class RewriteScope:
+    """What earlier statements of this ``migrate up`` run created.
+
+    A table created by the run is new: no application uses it yet and it
+    holds at most what the migration put there.  Rewriting statements on it
+    would buy nothing and would split its file into several transactions
+    (a rewritten statement is its own job), so they run as written, in the
+    file's transaction.  ``CREATE TABLE IF NOT EXISTS`` is not counted: the
+    table may be an old, big one.
+    """
+
+    def __init__(self) -> None:
+        self.tables: list[tuple[str | None, str]] = []
+        self.indexes: list[tuple[str | None, str]] = []
+
+    def is_new_table(self, rel: ast.RangeVar | None) -> bool:
+        return rel is not None and any(_same(_key(rel), t) for t in self.tables)
+
+    def touches_new(self, node: ast.Node) -> bool:
+        if isinstance(node, ast.IndexStmt | ast.AlterTableStmt):
+            return self.is_new_table(node.relation)
+        if isinstance(node, ast.DropStmt) and node.removeType is enums.ObjectType.OBJECT_INDEX:
+            names = [_drop_key(o) for o in node.objects or ()]
+            return any(n is not None and any(_same(n, i) for i in self.indexes) for n in names)
+        return False
+
+    def note(self, node: ast.Node) -> None:
+        if isinstance(node, ast.CreateStmt) and node.relation is not None and not node.if_not_exists:
+            self.tables.append(_key(node.relation))
+        elif (isinstance(node, ast.CreateTableAsStmt) and node.into is not None
+              and node.into.rel is not None and not node.if_not_exists
+              and node.objtype is enums.ObjectType.OBJECT_TABLE):
+            self.tables.append(_key(node.into.rel))
+        elif (isinstance(node, ast.RenameStmt) and node.renameType is enums.ObjectType.OBJECT_TABLE
+              and node.newname and self.is_new_table(node.relation)):
+            assert node.relation is not None
+            self.tables.append((_key(node.relation)[0], str(node.newname)))
+        elif isinstance(node, ast.IndexStmt) and node.idxname and self.is_new_table(node.relation):
+            assert node.relation is not None
+            self.indexes.append((_key(node.relation)[0], str(node.idxname)))
+
+    def rewrites(self, statements: Sequence[Statement]) -> list[Rewrite | None]:
+        """The rewrite of each statement (None: run as written), noting what they create."""
+        out: list[Rewrite | None] = []
+        for s in statements:
+            out.append(None if self.touches_new(s.node) else rewrite_for(s))
+            self.note(s.node)
+        return out
+
+
+def _drop_key(obj: ast.Node | tuple[ast.Node, ...]) -> tuple[str | None, str] | None:
+    parts = [str(p.sval) for p in (obj if isinstance(obj, tuple) else (obj,))
+             if isinstance(p, ast.String)]
+    if len(parts) == 1:
+        return (None, parts[0])
+    if len(parts) == 2:
+        return (parts[0], parts[1])
+    return None
+
+
+# -- CREATE [UNIQUE] INDEX [CONCURRENTLY] -> online add-index ------------------------------
+
+
+def _figure_colname(expr: ast.Node | None) -> str:
+    """The name PostgreSQL gives an index expression column (FigureIndexColname)."""
+    if isinstance(expr, ast.FuncCall) and expr.funcname:
+        last = expr.funcname[-1]
+        if isinstance(last, ast.String):
+            return str(last.sval)
+    if isinstance(expr, ast.ColumnRef) and expr.fields and isinstance(expr.fields[-1], ast.String):
+        return str(expr.fields[-1].sval)
+    return "expr"
+
+
+def _plain_elem(e: ast.IndexElem) -> bool:
+    """A key the add-index command spells exactly: no opclass, collation, ordering, alias."""
+    return (e.collation is None and e.opclass is None and e.opclassopts is None
+            and e.indexcolname is None
+            and e.ordering is enums.SortByDir.SORTBY_DEFAULT
+            and e.nulls_ordering is enums.SortByNulls.SORTBY_NULLS_DEFAULT)
+
+
+def _index_keys(node: ast.IndexStmt) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(columns, expressions) when the add-index command can build exactly this index."""
+    if (node.indexIncludingParams or node.options or node.tableSpace or node.nulls_not_distinct
+            or node.excludeOpNames or node.primary or node.isconstraint or node.deferrable):
+        return None
+    cols: list[str] = []
+    exprs: list[str] = []
+    for e in node.indexParams or ():
+        if not isinstance(e, ast.IndexElem) or not _plain_elem(e):
+            return None
+        if e.name is not None:
+            if exprs:
+                return None  # the command puts column keys first: key order would change
+            cols.append(str(e.name))
+        elif e.expr is not None:
+            exprs.append(_render(e.expr))
+        else:
+            return None
+    return (tuple(cols), tuple(exprs)) if cols or exprs else None
+
+
+@recogniser("create-index")
+def _create_index(node: ast.Node) -> Rewrite | None:
+    # ON ONLY a partitioned parent is catalog-only (the index stays invalid
+    # until partitions are attached): nothing to make online, run as written.
+    if not isinstance(node, ast.IndexStmt) or node.relation is None or not node.relation.inh:
+        return None
+    table = _table_name(node.relation)
+    shown = _shown(node.relation)
+    keys = _index_keys(node)
+    if keys is None:
+        return _create_index_concurrently(node, table)
+    cols, exprs = keys
+    name = None if node.idxname is None else _q(str(node.idxname))
+    method = str(node.accessMethod or "btree")
+    using = None if method == "btree" else _q(method)
+    where = None if node.whereClause is None else _render(node.whereClause)
+    unique = bool(node.unique)
+    if_not_exists = bool(node.if_not_exists)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.add_index import add_index
+
+        if if_not_exists and node.idxname and await _index_name_taken(ctx.dsn, table,
+                                                                      str(node.idxname)):
+            ctx.out(f"relation {name} already exists: skipped (IF NOT EXISTS)")
+            return None
+        return await add_index(ctx, table, tuple(_q(c) for c in cols), name=name, unique=unique,
+                               where=where, using=using, expressions=exprs)
+
+    bits = [shown, *map(_d, cols), *(f"--expression {e!r}" for e in exprs)]
+    bits += [f"--name {_d(str(node.idxname))}"] if node.idxname else []
+    bits += ["--unique"] if unique else []
+    bits += [f"--using {_d(method)}"] if using else []
+    bits += [f"--where {where!r}"] if where else []
+    return Rewrite("add-index", "online add-index " + " ".join(bits), run)
+
+
+async def _index_name_taken(dsn: str, table: str, index: str) -> bool:
+    """IF NOT EXISTS: does ``index`` name a relation that is not a failed build on ``table``?
+
+    PostgreSQL skips the statement when any relation of that name exists in
+    the table's schema.  The one exception made here is an INVALID index on
+    the same table (left by a failed concurrent build): the command drops and
+    rebuilds it, which is what the statement was meant to achieve.
+    """
+    async with connection(dsn) as conn:
+        cur = await conn.execute(
+            "SELECT NOT (c.relkind = 'i' AND x.indrelid = t.oid AND NOT x.indisvalid)"
+            "  FROM pg_class t JOIN pg_class c ON c.relnamespace = t.relnamespace"
+            "  LEFT JOIN pg_index x ON x.indexrelid = c.oid"
+            " WHERE t.oid = to_regclass(%s) AND c.relname = %s", [table, index])
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+
+def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
+    """Fallback for what add-index cannot spell: the statement itself, CONCURRENTLY, journaled.
+
+    The AST is deparsed with ``concurrent = True``, so opclasses, collations,
+    INCLUDE, NULLS NOT DISTINCT, ordering and storage parameters are kept
+    exactly.  An unnamed index gets PostgreSQL's default name up front so the
+    step can recognise its own valid (done) or INVALID (failed, drop and
+    retry) index on a re-run or retry.
+    """
+    concurrent = copy.deepcopy(node)
+    concurrent.concurrent = True
+    if concurrent.idxname is None:
+        parts = [str(e.name) if e.name is not None else _figure_colname(e.expr)
+                 for e in (*(node.indexParams or ()), *(node.indexIncludingParams or ()))
+                 if isinstance(e, ast.IndexElem)]
+        assert node.relation is not None
+        concurrent.idxname = derived_name(str(node.relation.relname), *parts, "idx")
+    statement = _render(concurrent)
+    index = str(concurrent.idxname)
+    unique = bool(node.unique)
+    if_not_exists = bool(node.if_not_exists)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline import catalog, index_catalog
+
+        async with connection(ctx.dsn) as conn:
+            oid, schema, rel = await catalog.resolve_table(conn, QualifiedName.parse(table))
+            target = QualifiedName(schema, rel).quoted()
+            if await index_catalog.is_partitioned(conn, oid):
+                raise CatalogError(
+                    f"{target} is partitioned; PostgreSQL cannot CREATE INDEX CONCURRENTLY on it",
+                    hint="build the index CONCURRENTLY on each partition, then CREATE INDEX ON "
+                    "ONLY the parent and ALTER INDEX ... ATTACH PARTITION each one")
+            ident = sql.Identifier(schema, index).as_string(None)
+            existing = await index_catalog.existing_relation(conn, schema, index, oid)
+            failed_build = existing is not None and existing.kind == "i" and existing.on_table \
+                and not existing.valid
+            if existing is not None and not failed_build:
+                if if_not_exists:
+                    ctx.out(f"relation {ident} already exists: skipped (IF NOT EXISTS)")
+                    return None
+                raise CatalogError(f"relation {ident} already exists",
+                                   hint="name the index differently in the migration")
+
+            async def make_plan() -> Plan:
+                return create_index_plan(target, schema, index, statement, unique=unique,
+                                         if_not_exists=if_not_exists)
+
+            return await plan_and_run(ctx, conn, "create-index", target,
+                                      {"statement": statement}, make_plan)
+
+    return Rewrite("create-index", statement, run)
+
+
+# -- DROP INDEX [IF EXISTS] name -> online drop-index --------------------------------------
+
+
+@recogniser("drop-index")
+def _drop_index(node: ast.Node) -> Rewrite | None:
+    # CASCADE (dependent constraints go too) and lists of indexes have no
+    # concurrent form: they run as written.
+    if (not isinstance(node, ast.DropStmt) or node.removeType is not enums.ObjectType.OBJECT_INDEX
+            or node.concurrent or node.behavior is enums.DropBehavior.DROP_CASCADE
+            or len(node.objects or ()) != 1):
+        return None
+    key = _drop_key((node.objects or ())[0])
+    if key is None:
+        return None
+    index = sql.Identifier(*(p for p in key if p is not None)).as_string(None)
+    missing_ok = bool(node.missing_ok)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.drop_index import drop_index
+
+        if missing_ok and await _relation_missing(ctx.dsn, index):
+            ctx.out(f"index {index} does not exist: skipped (IF EXISTS)")
+            return None
+        return await drop_index(ctx, index)
+
+    return Rewrite("drop-index", f"online drop-index {'.'.join(_d(p) for p in key if p)}", run)
+
+
+async def _relation_missing(dsn: str, name: str) -> bool:
+    async with connection(dsn) as conn:
+        cur = await conn.execute("SELECT to_regclass(%s) IS NULL", [name])
+        row = await cur.fetchone()
+        return bool(row and row[0])
+
+
+# -- ALTER TABLE t <one sub-command> -> set-not-null / add-check / add-foreign-key / add-unique -
+
+
+def _lone_command(node: ast.Node, subtype: enums.AlterTableType) -> ast.AlterTableCmd | None:
+    """The only sub-command of ``ALTER TABLE t`` (whole inheritance tree), if of ``subtype``.
+
+    Several sub-commands run as written: PostgreSQL applies them under one
+    lock in one statement, and splitting them into separate jobs would change
+    what a failure leaves behind (and the order some of them depend on).
+    """
+    if (not isinstance(node, ast.AlterTableStmt) or node.objtype is not enums.ObjectType.OBJECT_TABLE
+            or node.relation is None or not node.relation.inh or len(node.cmds or ()) != 1):
+        return None
+    cmd = (node.cmds or ())[0]
+    if not isinstance(cmd, ast.AlterTableCmd) or cmd.subtype is not subtype:
+        return None
+    return cmd
+
+
+def _constraint(node: ast.Node, *kinds: enums.ConstrType) -> ast.Constraint | None:
+    cmd = _lone_command(node, enums.AlterTableType.AT_AddConstraint)
+    if cmd is None or not isinstance(cmd.def_, ast.Constraint) or cmd.def_.contype not in kinds:
+        return None
+    con = cmd.def_
+    if con.deferrable or con.initdeferred:
+        return None  # the commands build immediate constraints only
+    return con
+
+
+def _if_table_exists(node: ast.AlterTableStmt, table: str,
+                     run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]
+                     ) -> Callable[[RunContext], Awaitable[ChangeOutcome | None]]:
+    """``ALTER TABLE IF EXISTS``: a missing table is skipped, like PostgreSQL does."""
+    if not node.missing_ok:
+        return run
+
+    async def guarded(ctx: RunContext) -> ChangeOutcome | None:
+        if await _relation_missing(ctx.dsn, table):
+            ctx.out(f"table {table} does not exist: skipped (IF EXISTS)")
+            return None
+        return await run(ctx)
+
+    return guarded
+
+
+def _names(nodes: Sequence[ast.Node] | None) -> tuple[str, ...]:
+    return tuple(str(n.sval) for n in nodes or () if isinstance(n, ast.String))
+
+
+@recogniser("set-not-null")
+def _set_not_null(node: ast.Node) -> Rewrite | None:
+    cmd = _lone_command(node, enums.AlterTableType.AT_SetNotNull)
+    if cmd is None or not cmd.name:
+        return None
+    assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
+    table = _table_name(node.relation)
+    column = _q(str(cmd.name))
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.set_not_null import set_not_null
+
+        return await set_not_null(ctx, table, column)
+
+    return Rewrite("set-not-null", f"online set-not-null {_shown(node.relation)} {_d(str(cmd.name))}",
+                   _if_table_exists(node, table, run))
+
+
+@recogniser("add-check")
+def _add_check(node: ast.Node) -> Rewrite | None:
+    con = _constraint(node, enums.ConstrType.CONSTR_CHECK)
+    # NOT VALID is already cheap; NO INHERIT / NOT ENFORCED have no command
+    # flag; an unnamed CHECK gets a name from its columns that the command
+    # cannot reproduce: all run as written.
+    if (con is None or not con.conname or con.raw_expr is None or con.skip_validation
+            or not con.initially_valid or con.is_no_inherit or not _enforced(con)):
+        return None
+    assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
+    table = _table_name(node.relation)
+    name = _q(str(con.conname))
+    expression = _render(con.raw_expr)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.add_check import add_check
+
+        return await add_check(ctx, table, name, expression)
+
+    return Rewrite("add-check", f"online add-check {_shown(node.relation)} {_d(str(con.conname))} "
+                   f"{expression!r}",
+                   _if_table_exists(node, table, run))
+
+
+def _enforced(con: ast.Constraint) -> bool:
+    # ``is_enforced`` exists from PostgreSQL 18's grammar on; older pglast lacks it.
+    return bool(getattr(con, "is_enforced", True))
+
+
+_ON_DELETE = {"a": None, "r": "restrict", "c": "cascade", "n": "set null", "d": "set default"}
+
+
+@recogniser("add-foreign-key")
+def _add_foreign_key(node: ast.Node) -> Rewrite | None:
+    con = _constraint(node, enums.ConstrType.CONSTR_FOREIGN)
+    # The command spells MATCH SIMPLE, ON UPDATE NO ACTION and the ON DELETE
+    # actions without a column list; anything else runs as written.
+    if (con is None or con.skip_validation or not con.initially_valid or not _enforced(con)
+            or con.pktable is None or not con.fk_attrs
+            or (con.fk_matchtype or "s") not in ("s", "\0")
+            or (con.fk_upd_action or "a") not in ("a", "\0")
+            or (con.fk_del_action or "a") not in (*_ON_DELETE, "\0")
+            or con.fk_del_set_cols or getattr(con, "fk_with_period", False)
+            or getattr(con, "pk_with_period", False)):
+        return None
+    assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
+    table = _table_name(node.relation)
+    cols = _names(con.fk_attrs)
+    ref_cols = _names(con.pk_attrs)
+    references = _table_name(con.pktable) + (
+        f"({', '.join(map(_q, ref_cols))})" if ref_cols else "")
+    name = None if not con.conname else _q(str(con.conname))
+    on_delete = _ON_DELETE.get(con.fk_del_action or "a")
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.add_foreign_key import add_foreign_key
+
+        return await add_foreign_key(ctx, table, tuple(map(_q, cols)), references=references,
+                                     name=name, on_delete=on_delete)
+
+    shown_ref = _shown(con.pktable) + (f"({', '.join(map(_d, ref_cols))})" if ref_cols else "")
+    bits = [_shown(node.relation), *map(_d, cols), f"--references '{shown_ref}'"]
+    bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
+    bits += [f"--on-delete {on_delete!r}"] if on_delete else []
+    return Rewrite("add-foreign-key", "online add-foreign-key " + " ".join(bits),
+                   _if_table_exists(node, table, run))
+
+
+@recogniser("add-unique")
+def _add_unique(node: ast.Node) -> Rewrite | None:
+    con = _constraint(node, enums.ConstrType.CONSTR_UNIQUE, enums.ConstrType.CONSTR_PRIMARY)
+    # USING INDEX (already built: catalog-only), INCLUDE, WITH (...), a
+    # tablespace, NULLS NOT DISTINCT and WITHOUT OVERLAPS have no command flag.
+    if (con is None or not con.keys or con.indexname or con.including or con.options
+            or con.indexspace or con.nulls_not_distinct or getattr(con, "without_overlaps", False)):
+        return None
+    assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
+    table = _table_name(node.relation)
+    cols = _names(con.keys)
+    name = None if not con.conname else _q(str(con.conname))
+    primary = con.contype is enums.ConstrType.CONSTR_PRIMARY
+    command = "add-primary-key" if primary else "add-unique"
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        from pgonline.commands.add_unique import add_unique
+
+        return await add_unique(ctx, table, tuple(map(_q, cols)), name=name, primary=primary)
+
+    bits = [_shown(node.relation), *map(_d, cols)]
+    bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
+    return Rewrite(command, f"online {command} " + " ".join(bits),
+                   _if_table_exists(node, table, run))
+
+
+def create_index_plan(target: str, schema: str, index: str | None, statement: str, *,
+                      unique: bool, if_not_exists: bool) -> Plan:
+    """One non-transactional CREATE INDEX CONCURRENTLY step that converges on re-runs."""
+    done_if = cleanup_if = cleanup_sql = undo = None
+    if index is not None:
+        probe = ("SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} "
+                 "AND c.relname = {} AND {}i.indisvalid)")
+        lit_schema, lit_index = sql.Literal(schema), sql.Literal(index)
+        # A valid index of that name: the step's effect is present (a crash
+        # after the build, before the journal update).  An INVALID one: a
+        # failed earlier build, dropped concurrently before trying again.
+        done_if = sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("")).as_string(None)
+        cleanup_if = sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("NOT ")).as_string(None)
+        drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(schema, index)).as_string(None)
+        cleanup_sql = undo = drop
+    step = Step(
+        id="create-index", phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+        transactional=False, description="build the index concurrently",
+        sql=statement, done_if=done_if, undo_sql=undo, cleanup_if=cleanup_if, cleanup_sql=cleanup_sql,
+        why_safe="CONCURRENTLY holds SHARE UPDATE EXCLUSIVE: reads and writes continue during "
+        "the build" + (" (uniqueness is checked on the existing rows by the build)" if unique else ""),
+    )
+    notes = ["run CONCURRENTLY as one journaled step: a plain CREATE INDEX would block writes "
+             "for the whole build, and the online add-index command cannot spell this definition"]
+    if if_not_exists:
+        notes.append("IF NOT EXISTS kept: an existing index of that name is left alone")
+    return Plan("create-index", target, {"statement": statement}, (step,), notes=tuple(notes))
