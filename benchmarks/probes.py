@@ -31,6 +31,9 @@ APP_NAIVE = "bench-naive"
 APP_SEED = "bench-seed"
 APP_PGONLINE = "pgonline"
 OUR_APPS = (APP_PGONLINE, APP_NAIVE, APP_SEED)
+# Table lock modes that conflict with the application's ROW EXCLUSIVE (its
+# UPDATEs): holding one stops writes; only ACCESS EXCLUSIVE also stops reads.
+WRITE_BLOCKING = ("ShareLock", "ShareRowExclusiveLock", "ExclusiveLock", "AccessExclusiveLock")
 
 
 class TimedErrors(list[str]):
@@ -57,7 +60,7 @@ def workload_main(dsn: str, table: str, clients: int, rate: float, max_id: int,
                   stop: Event, ready: Event, out_path: str) -> None:
     import pgonline.workload as wl
 
-    wl.connect = _app_connect  # type: ignore[assignment]
+    wl.connect = _app_connect  # type: ignore[attr-defined]
 
     async def main() -> dict[str, Any]:
         w = wl.Workload(dsn, table=table, clients=clients, max_id=max_id, rate_per_client=rate)
@@ -85,11 +88,11 @@ def workload_main(dsn: str, table: str, clients: int, rate: float, max_id: int,
 
 LOCKS_AND_WAITS = """
 SELECT 'lock', l.pid, a.application_name, l.virtualtransaction, l.granted, c.relname,
-       NULL::text, NULL::text
+       l.mode, NULL::text
   FROM pg_locks l
   JOIN pg_stat_activity a ON a.pid = l.pid
   LEFT JOIN pg_class c ON c.oid = l.relation
- WHERE l.locktype = 'relation' AND l.database = %(db)s AND l.mode = 'AccessExclusiveLock'
+ WHERE l.locktype = 'relation' AND l.database = %(db)s AND l.mode = ANY(%(modes)s)
    AND (l.relation = %(oid)s
         OR (c.relname = %(name)s AND c.relnamespace = 'public'::regnamespace))
 UNION ALL
@@ -102,7 +105,7 @@ SELECT 'wait', a.pid, a.application_name, NULL, NULL, NULL, a.wait_event_type, a
 
 def monitor_main(dsn: str, table_oid: int, table_name: str, interval_s: float,
                  stop: Event, ready: Event, out_path: str) -> None:
-    """Record continuous ACCESS EXCLUSIVE holds/waits on the table, and wait events."""
+    """Record continuous write-blocking lock holds/waits on the table, and wait events."""
     holds: list[dict[str, Any]] = []
     open_: dict[tuple[Any, ...], dict[str, Any]] = {}
     waits: list[list[Any]] = []
@@ -114,7 +117,7 @@ def monitor_main(dsn: str, table_oid: int, table_name: str, interval_s: float,
                 "SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()
             assert row is not None
             params = {"db": row[0], "oid": table_oid, "name": table_name,
-                      "apps": [APP_WORKLOAD, *OUR_APPS]}
+                      "apps": [APP_WORKLOAD, *OUR_APPS], "modes": list(WRITE_BLOCKING)}
             conn.execute("SET statement_timeout = '1s'")
             ready.set()
             while not stop.is_set():
@@ -126,11 +129,11 @@ def monitor_main(dsn: str, table_oid: int, table_name: str, interval_s: float,
                     if kind == "wait":
                         waits.append([round(t, 6), app, f"{wtype}:{wevent}"])
                         continue
-                    key = (pid, vxid, rel, granted)
+                    key = (pid, vxid, rel, granted, wtype)
                     seen.add(key)
                     if key not in open_:
                         open_[key] = {"pid": pid, "app": app, "rel": rel, "granted": granted,
-                                      "first": t, "last": t, "before": prev_t}
+                                      "mode": wtype, "first": t, "last": t, "before": prev_t}
                     open_[key]["last"] = t
                 for key in [k for k in open_ if k not in seen]:
                     hold = open_.pop(key)

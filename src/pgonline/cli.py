@@ -42,6 +42,10 @@ def dsn_option(f: F) -> F:
     )(f)
 
 
+_BATCH = BatchOptions()
+_SESSION = SessionSettings()
+
+
 def exec_options(f: F) -> F:
     """Options shared by every command that changes the schema."""
     opts = [
@@ -49,21 +53,24 @@ def exec_options(f: F) -> F:
                      help="Print the plan (steps, phases, locks); change nothing."),
         click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
                      help="Run only this phase (deploy application code between phases)."),
-        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1), default=2000,
-                     show_default=True, metavar="MS",
-                     help="Give up waiting for a lock after this long, then retry."),
         click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
                      help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
-        click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
-                     help="Rows in the first backfill batch."),
-        click.option("--min-batch-size", type=click.IntRange(1), default=50, show_default=True),
-        click.option("--max-batch-size", type=click.IntRange(1), default=20_000, show_default=True),
-        click.option("--target-batch-ms", type=click.IntRange(1), default=200, show_default=True,
-                     help="Adapt the batch size toward this duration per batch."),
-        click.option("--sleep-ms", type=click.IntRange(0), default=10, show_default=True,
+        click.option("--batch-size", type=click.IntRange(1), default=_BATCH.initial_size,
+                     show_default=True, help="Rows in the first backfill batch."),
+        click.option("--min-batch-size", type=click.IntRange(1), default=_BATCH.min_size,
+                     show_default=True),
+        click.option("--max-batch-size", type=click.IntRange(1), default=_BATCH.max_size,
+                     show_default=True),
+        click.option("--target-batch-ms", type=click.IntRange(1), default=_BATCH.target_ms,
+                     show_default=True, help="Adapt the batch size toward this duration per batch."),
+        click.option("--sleep-ms", type=click.IntRange(0), default=_BATCH.sleep_ms, show_default=True,
                      help="Pause between batches, leaving room for application traffic."),
-        click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1), default=10_000,
-                     show_default=True, metavar="MS", help="statement_timeout of one batch."),
+        click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
+                     default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
+                     help="statement_timeout of one batch."),
+        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
+                     default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
+                     help="Give up waiting for a lock after this long, then retry."),
     ]
     for opt in reversed(opts):
         f = opt(f)

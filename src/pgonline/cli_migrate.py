@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from pgonline.cli import dsn_option, run_async
+from pgonline.connection import SessionSettings
 from pgonline.errors import MigrationError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -17,6 +18,8 @@ T = TypeVar("T")
 
 _dir_arg = click.argument(
     "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR")
+
+_LOCK_TIMEOUT_MS = SessionSettings().lock_timeout_ms
 
 
 def _table_option(f: F) -> F:
@@ -31,7 +34,8 @@ def _run_options(f: F) -> F:
         click.option("--lock-wait", type=click.FloatRange(0), default=10.0, show_default=True,
                      metavar="SECONDS",
                      help="Wait this long for another runner to finish before giving up."),
-        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1), default=2000,
+        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
+                     default=_LOCK_TIMEOUT_MS,
                      show_default=True, metavar="MS",
                      help="lock_timeout of each migration transaction (retried as a whole)."),
         click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
@@ -206,8 +210,8 @@ def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: 
 @_table_option
 def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
     """Every migration with its state: applied, pending, dirty, modified (edited after applying)."""
-    opts = _runner_options(dsn, table, {"lock_timeout_ms": 2000, "max_retries": 1, "dry_run": True,
-                                        "lock_wait": 0})
+    opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
+                                        "dry_run": True, "lock_wait": 0})
 
     async def rows(r: Any) -> Any:
         return await r.rows()
@@ -230,8 +234,8 @@ def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
 @_table_option
 def version_cmd(directory: Path, dsn: str | None, table: str) -> None:
     """Print the highest applied migration number (and "dirty" if it stopped midway)."""
-    opts = _runner_options(dsn, table, {"lock_timeout_ms": 2000, "max_retries": 1, "dry_run": True,
-                                        "lock_wait": 0})
+    opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
+                                        "dry_run": True, "lock_wait": 0})
 
     async def rows(r: Any) -> Any:
         return await r.rows()

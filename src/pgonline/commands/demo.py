@@ -70,7 +70,7 @@ def _window(stats: WorkloadStats, start: float, end: float) -> WorkloadStats:
 
 
 async def demo(*, rows: int, writers: int, dsn: str | None, out: Callable[[str], None],
-               lock_timeout_ms: int = 2000) -> list[DemoChange]:
+               lock_timeout_ms: int = SessionSettings().lock_timeout_ms) -> list[DemoChange]:
     async with AsyncExitStack() as stack:
         if dsn is None:
             from pgonline.local_server import start_embedded

@@ -1,0 +1,164 @@
+"""Turn one run's raw observations into numbers, and check the targets."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from itertools import pairwise
+from typing import Any
+
+from probes import OUR_APPS, hold_bounds, wait_counts
+
+from pgonline.workload import WorkloadStats
+
+# A query is "during" the migration if its execution overlaps
+# [start, end + SETTLE_S]: the tail covers requests that queued behind the
+# migration and drain just after it.
+SETTLE_S = 1.0
+AE = ("AccessExclusiveLock",)
+TIMELINE_BUCKET_S = 0.1
+
+
+def corrected(lat: list[float], period_ms: float | None) -> list[float]:
+    """Latencies corrected for coordinated omission.
+
+    Each client issues one statement per ``period_ms``; while a statement is
+    stuck for L ms, the statements the application *would* have issued in
+    the meantime are never sent, so raw percentiles hide the stall (a 20 s
+    stall counts once per client).  As HdrHistogram's
+    ``recordValueWithExpectedInterval`` does, add the latencies those missed
+    statements would have seen: L - period, L - 2*period, ... > period.
+    """
+    if not period_ms:
+        return lat
+    out = list(lat)
+    for ms in lat:
+        missed = ms - period_ms
+        while missed > period_ms:
+            out.append(missed)
+            missed -= period_ms
+    return out
+
+
+def latency_stats(samples: list[list[float]], lo: float, hi: float,
+                  period_ms: float | None = None) -> dict[str, Any]:
+    """p50/p99/max of the statements whose execution overlaps [lo, hi].
+
+    ``p99_ms`` is corrected for coordinated omission when ``period_ms`` is
+    given; ``p99_raw_ms`` is the plain percentile of the statements sent.
+    """
+    lat = [ms for t, ms in samples if t >= lo and t - ms / 1000 <= hi]
+    raw = WorkloadStats(latencies_ms=lat)
+    s = WorkloadStats(latencies_ms=corrected(lat, period_ms))
+    return {"n": len(lat), "p50_ms": round(s.percentile(50), 2),
+            "p99_ms": round(s.percentile(99), 2), "max_ms": round(s.max_ms, 2),
+            "p99_raw_ms": round(raw.percentile(99), 2)}
+
+
+def error_stats(errors: list[list[Any]], lo: float, hi: float) -> dict[str, Any]:
+    inside = [msg for t, msg in errors if lo <= t <= hi]
+    kinds = Counter(msg.splitlines()[0][:160] for msg in inside)
+    return {"count": len(inside), "kinds": dict(kinds.most_common(5))}
+
+
+def lock_stats(monitor: dict[str, Any]) -> dict[str, Any]:
+    """Longest continuous ACCESS EXCLUSIVE hold (and queued wait) by our sessions, and
+    the longest hold of any lock mode that blocks the application's writes."""
+    out: dict[str, Any] = {}
+    polls = monitor.get("polls", [])
+    gaps = [b - a for a, b in pairwise(polls)]
+    out["poll_interval_ms"] = {
+        "median": round(statistics.median(gaps) * 1000, 2) if gaps else None,
+        "max": round(max(gaps) * 1000, 2) if gaps else None,
+    }
+    for granted, label, modes in ((True, "hold", AE), (False, "wait", AE),
+                                  (True, "write_block", None)):
+        best: tuple[float, float, dict[str, Any]] | None = None
+        for hold in monitor.get("holds", []):
+            if hold["granted"] is not granted or hold["app"] not in OUR_APPS:
+                continue
+            if modes is not None and hold.get("mode") not in modes:
+                continue
+            lower, upper = hold_bounds(hold)
+            if best is None or upper > best[1]:
+                best = (lower, upper, hold)
+        if best is None:
+            out[f"longest_{label}_ms"] = 0.0
+            out[f"longest_{label}_ms_seen"] = 0.0
+            continue
+        out[f"longest_{label}_ms"] = round(best[1], 1)  # conservative (upper bound)
+        out[f"longest_{label}_ms_seen"] = round(best[0], 1)  # first..last poll that saw it
+        out[f"longest_{label}_mode"] = best[2].get("mode")
+    others = [h for h in monitor.get("holds", []) if h["app"] not in OUR_APPS and h["granted"]]
+    if others:
+        out["other_holders"] = sorted({h["app"] or "(autovacuum/system)" for h in others})
+    return out
+
+
+def timeline(samples: list[list[float]], t_start: float) -> list[list[float]]:
+    """Latency per 100 ms bucket, relative to the migration start: [t, p50, max, n].
+
+    A statement is placed at the time it was *issued* (end - latency): a read
+    that queued for 2 s behind a lock shows up where the queueing began.
+    """
+    buckets: dict[int, list[float]] = {}
+    for t, ms in samples:
+        issued = t - ms / 1000 - t_start
+        buckets.setdefault(int(issued // TIMELINE_BUCKET_S), []).append(ms)
+    out = []
+    for b in sorted(buckets):
+        vals = sorted(buckets[b])
+        out.append([round(b * TIMELINE_BUCKET_S, 2), round(vals[len(vals) // 2], 2),
+                    round(vals[-1], 2), len(vals)])
+    return out
+
+
+def lost_updates(increments: dict[str, int], actual: dict[int, int]) -> dict[str, int]:
+    lost = sum(max(0, n - actual.get(int(k), 0)) for k, n in increments.items())
+    extra = sum(max(0, v - increments.get(str(k), 0)) for k, v in actual.items())
+    return {"increments": sum(increments.values()), "lost": lost, "unexpected": extra}
+
+
+def summarize(workload: dict[str, Any], monitor: dict[str, Any], t_start: float,
+              t_end: float, t_stop: float, period_ms: float | None) -> dict[str, Any]:
+    samples = workload.get("samples", [])
+    errors = workload.get("errors", [])
+    hi = t_end + SETTLE_S
+    return {
+        "workload": {
+            "before": latency_stats(samples, 0.0, t_start, period_ms),
+            "during": latency_stats(samples, t_start, hi, period_ms),
+            "whole": latency_stats(samples, 0.0, t_stop, period_ms),
+        },
+        "errors": {"during": error_stats(errors, t_start, hi)["count"],
+                   **error_stats(errors, 0.0, t_stop)},
+        "locks": lock_stats(monitor),
+        "app_wait_events_during": wait_counts(monitor.get("waits", []), "bench-app", t_start, hi),
+        "our_wait_events": {app: c for app in OUR_APPS
+                            if (c := wait_counts(monitor.get("waits", []), app, t_start, hi))},
+    }
+
+
+def check_targets(rec: dict[str, Any], baseline_p99: float, lock_timeout_ms: int,
+                  single_update_s: float | None) -> dict[str, Any]:
+    """Pass/fail per target (recorded, never asserted)."""
+    if rec.get("status") != "ok":
+        return {}
+    targets: dict[str, Any] = {}
+    p99 = rec["workload"]["during"]["p99_ms"]
+    targets["p99_within_2x_baseline"] = {
+        "ok": p99 <= 2 * baseline_p99, "value_ms": p99, "limit_ms": round(2 * baseline_p99, 2)}
+    targets["zero_workload_errors"] = {"ok": rec["errors"]["count"] == 0,
+                                       "value": rec["errors"]["count"]}
+    hold = rec["locks"].get("longest_hold_ms", 0.0)
+    targets["lock_hold_within_lock_timeout_plus_50ms"] = {
+        "ok": hold <= lock_timeout_ms + 50, "value_ms": hold, "limit_ms": lock_timeout_ms + 50}
+    if rec.get("backfill_s") is not None and single_update_s:
+        ratio = rec["backfill_s"] / single_update_s
+        targets["backfill_within_1.5x_single_update"] = {
+            "ok": ratio <= 1.5, "ratio": round(ratio, 2), "backfill_s": rec["backfill_s"],
+            "single_update_s": round(single_update_s, 3)}
+    lost = rec.get("integrity", {}).get("lost")
+    if lost is not None:
+        targets["no_lost_updates"] = {"ok": lost == 0, "value": lost}
+    return targets

@@ -1,0 +1,341 @@
+"""pgonline benchmark: each migration under a fixed-rate application workload.
+
+    python benchmarks/run.py [--rows 1000000] [--scenarios add-column-fast,...]
+                                           [--pgbin /usr/lib/postgresql/15/bin] [--out DIR]
+
+Starts its own scratch PostgreSQL (never point it at real data), builds a
+``users`` table once as a template database, then for the baseline and each
+scenario x approach: copies the template into a fresh database, starts the
+workload and the lock monitor (separate processes), waits ``--pre`` seconds,
+runs the migration, waits ``--post`` seconds, and records everything.
+Results: ``results.json``, ``results.md`` and ``latency.png`` in ``--out``.
+See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import metrics
+import probes
+import report
+from scenarios import (
+    TABLE,
+    Approach,
+    ApproachFailed,
+    Env,
+    Scenario,
+    cli_available,
+    scenarios,
+)
+
+from pgonline.connection import SessionSettings, with_database
+from pgonline.local_server import LocalServer, start_embedded, start_from_bindir
+
+TEMPLATE_DB = "bench_template"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def server_major(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    assert row is not None
+    return int(row[0]) // 10000
+
+
+def build_template(server: LocalServer, rows: int) -> float:
+    """The users table once, loaded, indexed, VACUUM ANALYZEd; copied for every run."""
+    t = time.monotonic()
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE_DB)))
+    with psycopg.connect(with_database(server.dsn, TEMPLATE_DB), autocommit=True) as conn:
+        conn.execute(sql.SQL("""
+            CREATE TABLE {} (
+                id bigserial,
+                email text,
+                hits integer NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                score integer NOT NULL DEFAULT 0
+            )""").format(sql.Identifier(TABLE)))
+        conn.execute(sql.SQL(
+            "INSERT INTO {} (email, created_at, score) "
+            "SELECT 'user' || g || '@example.com', now() - g * interval '1 minute', g %% 1000 "
+            "FROM generate_series(1, %s) g").format(sql.Identifier(TABLE)), [rows])
+        # The primary key after the load: one sorted build instead of N inserts.
+        conn.execute(sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (id)").format(sql.Identifier(TABLE)))
+        conn.execute(sql.SQL("VACUUM (ANALYZE, FREEZE) {}").format(sql.Identifier(TABLE)))
+        conn.execute("CHECKPOINT")
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        # No connections (autovacuum included) may touch the template, or copying it fails.
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false")
+                     .format(sql.Identifier(TEMPLATE_DB)))
+    return time.monotonic() - t
+
+
+def fresh_database(server: LocalServer, name: str, major: int) -> str:
+    strategy = sql.SQL(" STRATEGY FILE_COPY") if major >= 15 else sql.SQL("")
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}{}").format(
+            sql.Identifier(name), sql.Identifier(TEMPLATE_DB), strategy))
+    return with_database(server.dsn, name)
+
+
+def drop_database(server: LocalServer, name: str, major: int) -> None:
+    force = sql.SQL(" WITH (FORCE)") if major >= 13 else sql.SQL("")
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return data
+    except (OSError, ValueError) as exc:
+        return {"crashed": f"no output: {exc}"}
+
+
+def one_run(server: LocalServer, major: int, args: argparse.Namespace, n: int,
+            scenario: Scenario | None, approach: Approach | None) -> dict[str, Any]:
+    """Baseline (approach None) or one approach of one scenario, on a fresh table copy."""
+    label = "baseline" if approach is None else f"{scenario.name if scenario else '?'}/{approach.name}"
+    rec: dict[str, Any] = {"scenario": scenario.name if scenario else "baseline",
+                           "approach": approach.name if approach else "none",
+                           "what": approach.what if approach else "no migration"}
+    dbname = f"bench_run_{n}"
+    dsn = fresh_database(server, dbname, major)
+    env = Env(dsn=dsn, rows=args.rows, lock_timeout_ms=args.lock_timeout, batch=args.batch)
+    ctx = mp.get_context("spawn")
+    tmp = Path(tempfile.mkdtemp(prefix="pgonline-bench-"))
+    try:
+        with psycopg.connect(dsn, autocommit=True, application_name=probes.APP_NAIVE) as conn:
+            for stmt in approach.setup_sql if approach else ():
+                conn.execute(stmt.encode())
+            row = conn.execute(sql.SQL("SELECT {}::regclass::oid").format(
+                sql.Literal(TABLE))).fetchone()
+        assert row is not None
+        stop, ready_w, ready_m = ctx.Event(), ctx.Event(), ctx.Event()
+        monitor = ctx.Process(target=probes.monitor_main, args=(
+            dsn, int(row[0]), TABLE, args.poll_ms / 1000, stop, ready_m, str(tmp / "m.json")))
+        workload = ctx.Process(target=probes.workload_main, args=(
+            dsn, TABLE, args.clients, args.rate, args.rows, stop, ready_w, str(tmp / "w.json")))
+        monitor.start()
+        workload.start()
+        ready_m.wait(60)
+        ready_w.wait(60)
+        time.sleep(args.pre if approach else args.baseline)
+        t_start = time.monotonic()
+        if approach is not None:
+            log(f"{label}: {approach.what}")
+            try:
+                rec["detail"] = approach.run(env)
+                rec["status"] = "ok"
+            except ApproachFailed as exc:
+                rec["status"], rec["error"] = "failed", str(exc)
+        else:
+            rec["status"] = "ok"
+        t_end = time.monotonic()
+        time.sleep(args.post if approach else 0)
+        t_stop = time.monotonic()
+        stop.set()
+        workload.join(120)
+        monitor.join(30)
+        w, m = _read_json(tmp / "w.json"), _read_json(tmp / "m.json")
+        for name, data in (("workload", w), ("monitor", m)):
+            if "crashed" in data:
+                rec.setdefault("probe_errors", {})[name] = data["crashed"]
+        rec["duration_s"] = round(t_end - t_start, 3)
+        rec.update(metrics.summarize(w, m, t_start, t_end, t_stop,
+                                     1000 / args.rate if args.rate else None))
+        rec["timeline"] = metrics.timeline(w.get("samples", []), t_start)
+        rec["timeline_errors"] = [round(t - t_start, 2) for t, _ in w.get("errors", [])]
+        rec["migration_s"] = [0.0, rec["duration_s"]]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            hits = conn.execute(sql.SQL("SELECT id, hits FROM {} WHERE hits > 0").format(
+                sql.Identifier(TABLE))).fetchall()
+            rec["integrity"] = metrics.lost_updates(w.get("increments", {}),
+                                                    {int(i): int(h) for i, h in hits})
+            if scenario is not None and rec["status"] == "ok":
+                check = (approach.verify_sql if approach and approach.verify_sql
+                         else scenario.verify_sql)
+                ok = conn.execute(check.encode()).fetchone()
+                rec["verified"] = bool(ok and ok[0])
+        backfill_step = _backfill_seconds(rec)
+        if scenario is not None and scenario.backfill and backfill_step is not None:
+            rec["backfill_s"] = round(backfill_step, 3)
+            rec["rows_per_s"] = round(args.rows / backfill_step) if backfill_step > 0 else None
+        d = rec["workload"]["during" if approach else "whole"]
+        log(f"{label}: {rec['status']} in {rec['duration_s']}s; during p50={d['p50_ms']} "
+            f"p99={d['p99_ms']} max={d['max_ms']} ms; errors={rec['errors']['count']}; "
+            f"longest AccessExclusive hold={rec['locks'].get('longest_hold_ms')} ms"
+            + (f"; {rec['error']}" if rec.get("error") else ""))
+        return rec
+    finally:
+        drop_database(server, dbname, major)
+        for p in tmp.iterdir():
+            p.unlink()
+        tmp.rmdir()
+
+
+BACKFILL_STEPS = ("backfill", "do-block-backfill", "update")
+
+
+def _backfill_seconds(rec: dict[str, Any]) -> float | None:
+    for step in rec.get("detail", {}).get("steps", []):
+        if step.get("id") in BACKFILL_STEPS and step.get("seconds") is not None:
+            return float(step["seconds"])
+    return None
+
+
+def machine() -> dict[str, Any]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "cpu_model": model, "memory": mem}
+
+
+def server_info(dsn: str) -> dict[str, Any]:
+    names = ("server_version", "shared_buffers", "max_wal_size", "fsync", "synchronous_commit",
+             "autovacuum", "work_mem", "maintenance_work_mem")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return {n: (r[0] if (r := conn.execute(
+            sql.SQL("SHOW {}").format(sql.Identifier(n))).fetchone()) else None) for n in names}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = [s.name for s in scenarios()]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--rows", type=int, default=1_000_000, help="rows in the users table")
+    p.add_argument("--scenarios", default=",".join(names),
+                   help=f"comma-separated subset of: {', '.join(names)}")
+    p.add_argument("--approaches", default=None,
+                   help="comma-separated subset of approaches (pgonline,naive,seed,single-update)")
+    p.add_argument("--pgbin", default=None, help="PostgreSQL bin directory (default: embedded 18)")
+    p.add_argument("--clients", type=int, default=4, help="workload clients")
+    p.add_argument("--rate", type=float, default=100.0, help="operations/s per client")
+    p.add_argument("--baseline", type=float, default=10.0, help="seconds of the baseline window")
+    p.add_argument("--pre", type=float, default=2.0, help="workload seconds before a migration")
+    p.add_argument("--post", type=float, default=2.0, help="workload seconds after a migration")
+    p.add_argument("--poll-ms", type=float, default=5.0, help="pg_locks polling interval")
+    p.add_argument("--lock-timeout", type=int, default=SessionSettings().lock_timeout_ms,
+                   help="pgonline --lock-timeout (ms)")
+    for flag, key in (("--batch-size", "initial_size"), ("--max-batch-size", "max_size"),
+                      ("--target-batch-ms", "target_ms"), ("--sleep-ms", "sleep_ms")):
+        p.add_argument(flag, type=int, default=None, dest=key,
+                       help="pgonline backfill tuning (default: the engine's default)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    p.add_argument("--merge", action="store_true",
+                   help="keep other scenarios' records from an earlier results.json in --out "
+                        "(re-run one scenario, e.g. once its command exists)")
+    p.add_argument("--replot", action="store_true",
+                   help="only rewrite results.md and latency.png from results.json in --out")
+    args = p.parse_args(argv)
+    args.batch = {k: getattr(args, k) for k in ("initial_size", "max_size", "target_ms",
+                                                 "sleep_ms") if getattr(args, k) is not None}
+    args.selected = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.selected) - set(names)
+    if unknown:
+        p.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    args.only = set(args.approaches.split(",")) if args.approaches else None
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        result = json.loads((args.out / "results.json").read_text())
+        (args.out / "results.md").write_text(report.markdown(result))
+        report.chart(result, args.out / "latency.png")
+        return 0
+    started = datetime.now(UTC)
+    load_before = os.getloadavg()
+    log(f"starting scratch server ({args.pgbin or 'embedded'})")
+    server = start_from_bindir(args.pgbin) if args.pgbin else start_embedded()
+    records: list[dict[str, Any]] = []
+    try:
+        major = server_major(server.dsn)
+        log(f"{server.version}; building the {args.rows:,}-row template")
+        build_s = build_template(server, args.rows)
+        log(f"template ready in {build_s:.1f}s")
+        n = 0
+        records.append(one_run(server, major, args, n, None, None))
+        availability: dict[str, str | None] = {}
+        for scenario in scenarios():
+            if scenario.name not in args.selected:
+                continue
+            for approach in scenario.approaches:
+                if args.only and approach.name not in args.only:
+                    continue
+                cmd = approach.cli_command
+                if cmd is not None and cmd not in availability:
+                    availability[cmd] = cli_available(cmd)
+                if cmd is not None and availability[cmd] is not None:
+                    records.append({"scenario": scenario.name, "approach": approach.name,
+                                    "what": approach.what, "status": "not available",
+                                    "error": availability[cmd]})
+                    log(f"{scenario.name}/{approach.name}: skipped ({availability[cmd]})")
+                    continue
+                n += 1
+                records.append(one_run(server, major, args, n, scenario, approach))
+        info = server_info(server.dsn)
+    finally:
+        server.stop()
+    result = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {**machine(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "postgres": {"version": server.version, "source": args.pgbin or "embedded", **info},
+        "parameters": {"rows": args.rows, "clients": args.clients, "rate_per_client": args.rate,
+                       "baseline_s": args.baseline, "pre_s": args.pre, "post_s": args.post,
+                       "poll_ms": args.poll_ms, "lock_timeout_ms": args.lock_timeout,
+                       "batch_overrides": args.batch, "settle_s": metrics.SETTLE_S,
+                       "template_build_s": round(build_s, 1)},
+        "records": records,
+    }
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    if args.merge and (out / "results.json").exists():
+        result = report.merge(json.loads((out / "results.json").read_text()), result)
+    report.finish(result)
+    (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "results.md").write_text(report.markdown(result))
+    chart = report.chart(result, out / "latency.png")
+    log(f"wrote {out / 'results.json'}, {out / 'results.md'}"
+        + (f", {chart}" if chart else " (no chart: matplotlib missing, pip install -e '.[bench]')"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
