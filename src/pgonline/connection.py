@@ -32,6 +32,9 @@ class SessionSettings:
     # cut-over right after a big backfill waits ~1 s for autovacuum to be
     # cancelled (deadlock_timeout); with 500 ms we give up first and retry.
     lock_timeout_ms: int = 500
+    # Before a blocking-lock step, wait up to this long for a running VACUUM
+    # of the table to finish instead of queueing behind it (vacuum_wait.py).
+    vacuum_wait_s: float = 120.0
     statement_timeout_ms: int = 30_000
     # DDL statements that only touch the catalog should finish at once once
     # they hold their lock; a long one means something is wrong.

@@ -32,6 +32,7 @@ from pgonline.plan import LockLevel, Phase, Plan, Step
 from pgonline.progress import Progress
 from pgonline.retry import with_retries
 from pgonline.throttle import Throttles
+from pgonline.vacuum_wait import wait_for_vacuum
 
 log = structlog.get_logger("pgonline.executor")
 Conn = psycopg.AsyncConnection[Any]
@@ -123,11 +124,18 @@ class Executor:
         if not step.transactional:
             await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
 
+        run_once = transactional if step.transactional else autocommit
+        vacuum_budget = settings.vacuum_wait_s if LockWatch.applies(step) else 0.0
+
+        async def attempt() -> None:
+            nonlocal vacuum_budget
+            # Before each attempt at a blocking lock: let a running VACUUM of the
+            # table finish instead of queueing (and the application) behind it.
+            vacuum_budget -= await wait_for_vacuum(conn, self._relation, max_wait_s=vacuum_budget)
+            await run_once()
+
         async def attempts() -> None:
-            await with_retries(
-                step.id, transactional if step.transactional else autocommit,
-                attempts=self.options.max_attempts,
-            )
+            await with_retries(step.id, attempt, attempts=self.options.max_attempts)
 
         try:
             if LockWatch.applies(step):
