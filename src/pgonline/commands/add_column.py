@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from pgonline import catalog, sqltext
-from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
-from pgonline.connection import connection
+from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
+from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName, parse_identifier
 from pgonline.plan import Plan
 from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_add_column
@@ -25,21 +23,17 @@ async def add_column(ctx: RunContext, table: str, column: str, type_: str, *,
         not_null=not_null,
         backfill=None if backfill is None else sqltext.expression(backfill, "backfill expression"),
     )
-    async with connection(ctx.dsn) as conn:
-        _, schema, rel = await catalog.resolve_table(conn, name)
-        target = QualifiedName(schema, rel).quoted()
 
-        async def make_plan() -> Plan:
-            facts = await catalog.table_facts(conn, QualifiedName(schema, rel))
-            probed = await catalog.probe_default(conn, args.type_sql, args.default)
-            if args.backfill is not None:
-                await catalog.check_row_expression(conn, facts, args.backfill, args.type_sql)
-            return plan_add_column(
-                AddColumnFacts(
-                    server=await catalog.server_facts(conn), table=facts, default=probed,
-                    has_rows=await catalog.has_rows(conn, facts),
-                ),
-                args,
-            )
+    async def make_plan(conn: Conn, facts: TableFacts) -> Plan:
+        probed = await catalog.probe_default(conn, args.type_sql, args.default)
+        if args.backfill is not None:
+            await catalog.check_row_expression(conn, facts, args.backfill, args.type_sql)
+        return plan_add_column(
+            AddColumnFacts(
+                server=await catalog.server_facts(conn), table=facts, default=probed,
+                has_rows=await catalog.has_rows(conn, facts),
+            ),
+            args,
+        )
 
-        return await plan_and_run(ctx, conn, "add-column", target, asdict(args), make_plan)
+    return await change_table(ctx, name, "add-column", args, make_plan)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from psycopg import sql
 
 from pgonline import catalog, column_catalog, sqltext
-from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
-from pgonline.connection import connection
+from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
+from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName, parse_identifier
 from pgonline.plan import Plan
 from pgonline.strategies.change_type import ChangeTypeArgs, ChangeTypeFacts, plan_change_type
@@ -23,25 +21,21 @@ async def change_type(ctx: RunContext, table: str, column: str, type_: str, *,
         type_sql=sqltext.type_name(type_),
         using=None if using is None else sqltext.expression(using, "USING expression"),
     )
-    async with connection(ctx.dsn) as conn:
-        _, schema, rel = await catalog.resolve_table(conn, name)
-        target = QualifiedName(schema, rel).quoted()
 
-        async def make_plan() -> Plan:
-            facts = await catalog.table_facts(conn, QualifiedName(schema, rel))
-            details = await column_catalog.column_details(conn, facts, args.column)
-            new_type = await column_catalog.new_type_facts(conn, details, args.type_sql)
-            source = args.using if args.using is not None else sql.Identifier(
-                args.column).as_string(None)
-            await column_catalog.check_conversion(
-                conn, facts, args.column, source, new_type.display,
-                f"cannot convert {details.column.type} to {new_type.display}"
-                if args.using is None else "bad USING expression")
-            await column_catalog.check_default_fits(conn, details, new_type.display)
-            return plan_change_type(
-                ChangeTypeFacts(server=await catalog.server_facts(conn), table=facts,
-                                column=details, new_type=new_type),
-                args,
-            )
+    async def make_plan(conn: Conn, facts: TableFacts) -> Plan:
+        details = await column_catalog.column_details(conn, facts, args.column)
+        new_type = await column_catalog.new_type_facts(conn, details, args.type_sql)
+        source = args.using if args.using is not None else sql.Identifier(
+            args.column).as_string(None)
+        await column_catalog.check_conversion(
+            conn, facts, args.column, source, new_type.display,
+            f"cannot convert {details.column.type} to {new_type.display}"
+            if args.using is None else "bad USING expression")
+        await column_catalog.check_default_fits(conn, details, new_type.display)
+        return plan_change_type(
+            ChangeTypeFacts(server=await catalog.server_facts(conn), table=facts,
+                            column=details, new_type=new_type),
+            args,
+        )
 
-        return await plan_and_run(ctx, conn, "change-type", target, asdict(args), make_plan)
+    return await change_table(ctx, name, "change-type", args, make_plan)

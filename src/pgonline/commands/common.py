@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import psycopg
 
-from pgonline import journal
+from pgonline import catalog, journal
+from pgonline.connection import connection
 from pgonline.errors import JobError
 from pgonline.executor import ExecOptions, Executor, JobResult
+from pgonline.facts import TableFacts
+from pgonline.identifiers import QualifiedName
 from pgonline.plan import Plan, fingerprint
 from pgonline.progress import Progress
 from pgonline.throttle import Throttles, current
@@ -74,4 +77,22 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
     result = await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(plan)
     return ChangeOutcome(plan, result)
 
+
+async def change_table(ctx: RunContext, table: QualifiedName, kind: str, args: Any,
+                       make_plan: Callable[[Conn, TableFacts], Awaitable[Plan]]) -> ChangeOutcome:
+    """The envelope of a change to one table: resolve it, then resume or plan and run.
+
+    ``args`` is the strategy's (validated) arguments dataclass; ``make_plan``
+    gathers whatever else the strategy needs from fresh table facts.  Commands
+    whose arguments depend on the resolved name (default index names) call
+    :func:`plan_and_run` directly.
+    """
+    async with connection(ctx.dsn) as conn:
+        _, schema, rel = await catalog.resolve_table(conn, table)
+        resolved = QualifiedName(schema, rel)
+
+        async def planner() -> Plan:
+            return await make_plan(conn, await catalog.table_facts(conn, resolved))
+
+        return await plan_and_run(ctx, conn, kind, resolved.quoted(), asdict(args), planner)
 
