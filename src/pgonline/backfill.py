@@ -28,7 +28,7 @@ from psycopg import sql
 
 from pgonline import journal
 from pgonline.catalog import estimate_rows
-from pgonline.connection import SessionSettings, set_local
+from pgonline.connection import SessionSettings, timeouts
 from pgonline.errors import Interrupted, JobError
 from pgonline.journal import Checkpoint, Request, StepStatus
 from pgonline.params import PARAM, with_params
@@ -242,9 +242,8 @@ class Backfill:
                 async with self.conn.transaction():
                     # Both timeouts in one round trip: per-batch overhead is what
                     # separates a batched backfill from one big UPDATE.
-                    await self.conn.execute(sql.SQL("{}; {}").format(
-                        set_local("lock_timeout", self.settings.lock_timeout_ms),
-                        set_local("statement_timeout", self.opts.statement_timeout_ms)))
+                    await self.conn.execute(timeouts(self.settings.lock_timeout_ms,
+                                                     self.opts.statement_timeout_ms, local=True))
                     cur = await self.conn.execute(bounds, [*lower, *(cp.max_key or []), self.size])
                     row = await cur.fetchone()
                     if row is None:

@@ -102,3 +102,20 @@ def set_local(name: str, value_ms: int) -> sql.Composed:
 
 def set_session(name: str, value_ms: int) -> sql.Composed:
     return sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(f"{value_ms}ms"))
+
+
+def timeouts(lock_ms: int, statement_ms: int | None = None, *, local: bool) -> sql.Composed:
+    """``lock_timeout`` (and ``statement_timeout``) in one round trip.
+
+    ``local`` scopes them to the current transaction (``SET LOCAL``); otherwise
+    they hold for the session until :data:`RESET_TIMEOUTS`.
+    """
+    setter = set_local if local else set_session
+    parts = [setter("lock_timeout", lock_ms)]
+    if statement_ms is not None:
+        parts.append(setter("statement_timeout", statement_ms))
+    return sql.SQL("; ").join(parts)
+
+
+RESET_TIMEOUTS = "RESET lock_timeout; RESET statement_timeout"
+

@@ -15,6 +15,7 @@ the executor only adds the safety envelope around each step:
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +26,7 @@ import structlog
 from pgonline import journal
 from pgonline.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
 from pgonline.blockers import LockWatch
-from pgonline.connection import SessionSettings, connect, set_local, set_session
+from pgonline.connection import RESET_TIMEOUTS, SessionSettings, connect, timeouts
 from pgonline.errors import Interrupted, JobError, PgOnlineError, StatementError
 from pgonline.journal import Job, JobStatus, Request, StepStatus
 from pgonline.plan import LockLevel, Phase, Plan, Step
@@ -87,6 +88,31 @@ class Executor:
     async def _done_already(self, conn: Conn, step: Step) -> bool:
         return step.done_if is not None and await self._query_bool(conn, step.done_if)
 
+    async def _envelope(self, conn: Conn, job_id: int, step: Step,
+                        work: Callable[[], Awaitable[None]], status: StepStatus,
+                        stmt_timeout_ms: int | None) -> None:
+        """Run ``work`` for ``step`` under our timeouts and record ``status``.
+
+        A transactional step records its status in the same transaction as its
+        work, so the journal can never disagree with the schema.  A
+        non-transactional one (``CONCURRENTLY``) sets session timeouts, resets
+        them whatever happens, and records its status afterwards; its
+        ``done_if`` covers a crash in between.
+        """
+        lock_ms = self.options.settings.lock_timeout_ms
+        if step.transactional:
+            async with conn.transaction():
+                await conn.execute(timeouts(lock_ms, stmt_timeout_ms, local=True))
+                await work()
+                await journal.set_step(conn, job_id, step.id, status)
+            return
+        await conn.execute(timeouts(lock_ms, stmt_timeout_ms, local=False))
+        try:
+            await work()
+        finally:
+            await conn.execute(RESET_TIMEOUTS)
+        await journal.set_step(conn, job_id, step.id, status)
+
     async def _run_sql_step(self, conn: Conn, job_id: int, step: Step) -> bool:
         """Run one DDL step; return False if its effect was already present."""
         assert step.sql is not None
@@ -94,37 +120,20 @@ class Executor:
         stmt_timeout = _statement_timeout(step, settings)
         skipped = False
 
-        async def transactional() -> None:
+        async def forward() -> None:
             nonlocal skipped
-            async with conn.transaction():
-                await conn.execute(set_local("lock_timeout", settings.lock_timeout_ms))
-                await conn.execute(set_local("statement_timeout", stmt_timeout))
-                skipped = await self._done_already(conn, step)
-                if not skipped:
-                    await conn.execute(step.sql)  # type: ignore[arg-type]
-                await journal.set_step(conn, job_id, step.id, StepStatus.DONE)
-
-        async def autocommit() -> None:
-            nonlocal skipped
-            await conn.execute(set_session("lock_timeout", settings.lock_timeout_ms))
-            await conn.execute(set_session("statement_timeout", stmt_timeout))
-            try:
-                skipped = await self._done_already(conn, step)
-                if not skipped:
-                    if step.cleanup_if is not None and await self._query_bool(conn, step.cleanup_if):
-                        # A failed earlier attempt left something behind (e.g. an
-                        # INVALID index); remove it so this attempt starts clean.
-                        await conn.execute(step.cleanup_sql)  # type: ignore[arg-type]
-                    await conn.execute(step.sql)  # type: ignore[arg-type]
-            finally:
-                await conn.execute("RESET lock_timeout")
-                await conn.execute("RESET statement_timeout")
-            await journal.set_step(conn, job_id, step.id, StepStatus.DONE)
+            skipped = await self._done_already(conn, step)
+            if skipped:
+                return
+            if step.cleanup_if is not None and await self._query_bool(conn, step.cleanup_if):
+                # A failed earlier attempt left something behind (e.g. an
+                # INVALID index); remove it so this attempt starts clean.
+                await conn.execute(step.cleanup_sql)  # type: ignore[arg-type]
+            await conn.execute(step.sql)  # type: ignore[arg-type]
 
         if not step.transactional:
             await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
 
-        run_once = transactional if step.transactional else autocommit
         vacuum_budget = settings.vacuum_wait_s if LockWatch.applies(step) else 0.0
 
         async def attempt() -> None:
@@ -132,7 +141,7 @@ class Executor:
             # Before each attempt at a blocking lock: let a running VACUUM of the
             # table finish instead of queueing (and the application) behind it.
             vacuum_budget -= await wait_for_vacuum(conn, self._relation, max_wait_s=vacuum_budget)
-            await run_once()
+            await self._envelope(conn, job_id, step, forward, StepStatus.DONE, stmt_timeout)
 
         async def attempts() -> None:
             await with_retries(step.id, attempt, attempts=self.options.max_attempts)
@@ -348,24 +357,17 @@ class Executor:
         undo = step.undo_sql
         self.progress.step_started(0, 0, step)
 
-        async def transactional() -> None:
-            async with conn.transaction():
-                await conn.execute(set_local("lock_timeout", settings.lock_timeout_ms))
-                await conn.execute(set_local("statement_timeout", settings.ddl_statement_timeout_ms))
-                await conn.execute(undo)
-                await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
+        async def reverse() -> None:
+            await conn.execute(undo)
 
-        async def autocommit() -> None:
-            await conn.execute(set_session("lock_timeout", settings.lock_timeout_ms))
-            try:
-                await conn.execute(undo)
-            finally:
-                await conn.execute("RESET lock_timeout")
-            await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
+        async def run_once() -> None:
+            # As before the envelope existed: outside a transaction an undo (DROP
+            # INDEX CONCURRENTLY) waits for other transactions, so no statement limit.
+            stmt_timeout = settings.ddl_statement_timeout_ms if step.transactional else None
+            await self._envelope(conn, job_id, step, reverse, StepStatus.UNDONE, stmt_timeout)
 
         try:
-            await with_retries(f"undo {step.id}", transactional if step.transactional else autocommit,
-                               attempts=self.options.max_attempts)
+            await with_retries(f"undo {step.id}", run_once, attempts=self.options.max_attempts)
         except psycopg.Error as exc:
             raise _server_error(step, exc) from exc
 
