@@ -18,6 +18,7 @@ from pgonline.executor import ExecOptions
 from pgonline.progress import Progress
 from pgonline.workload import Workload
 from tests.conftest import spawn_online
+from tests.support.probe import reader_latencies
 from tests.support.tables import columns, create_users
 
 ROWS = 20_000
@@ -137,27 +138,13 @@ def test_blocked_ddl_gives_up_within_lock_timeout_retries_and_never_queues_reade
     blocker = threading.Thread(target=_hold_lock, args=(dsn, 2.5, ready))
     blocker.start()
     ready.wait(5)
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                t = time.monotonic()
-                conn.execute("SELECT email FROM users WHERE id = 7").fetchone()
-                latencies.append((time.monotonic() - t) * 1000)
-                time.sleep(0.01)
-
-    rt = threading.Thread(target=reader)
-    rt.start()
     try:
-        t0 = time.monotonic()
-        anyio.run(lambda: add_column(_ctx(dsn, lock_timeout_ms=200), "users", "flag", "bool",
-                                     default="true"))
-        elapsed = time.monotonic() - t0
+        with reader_latencies(dsn, "SELECT email FROM users WHERE id = 7") as latencies:
+            t0 = time.monotonic()
+            anyio.run(lambda: add_column(_ctx(dsn, lock_timeout_ms=200), "users", "flag", "bool",
+                                         default="true"))
+            elapsed = time.monotonic() - t0
     finally:
-        stop.set()
-        rt.join()
         blocker.join()
     # We waited for the blocker by retrying, not by queueing: done after it left.
     assert elapsed >= 2.0

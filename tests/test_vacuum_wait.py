@@ -7,6 +7,7 @@ import time
 
 import psycopg
 
+from tests.support.probe import reader_latencies
 from tests.support.tables import columns, create_users
 
 
@@ -31,26 +32,12 @@ def test_ddl_waits_for_vacuum_without_queueing_application_queries(db, dsn, onli
     while not db.execute("SELECT count(*) FROM pg_stat_progress_vacuum").fetchone()[0]:
         assert time.monotonic() < deadline, "vacuum did not start"
         time.sleep(0.02)
-    latencies: list[float] = []
-    stop = threading.Event()
-
-    def reader() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                t = time.monotonic()
-                conn.execute("SELECT hits FROM users WHERE id = 3").fetchone()
-                latencies.append((time.monotonic() - t) * 1000)
-                time.sleep(0.01)
-
-    rt = threading.Thread(target=reader)
-    rt.start()
     try:
-        r = online("add-column", "users", "flag", "bool", "--default", "true",
-                   "--lock-timeout", "2000")
-        finished = time.monotonic()
+        with reader_latencies(dsn, "SELECT hits FROM users WHERE id = 3") as latencies:
+            r = online("add-column", "users", "flag", "bool", "--default", "true",
+                       "--lock-timeout", "2000")
+            finished = time.monotonic()
     finally:
-        stop.set()
-        rt.join()
         vac.join()
     assert r.code == 0, r.err
     assert "waiting for vacuum" in r.err
