@@ -13,7 +13,7 @@ from pgonline.lint import LintOptions, lint_texts
 from pgonline.lint.volatility import NOT_VOLATILE, VOLATILE
 from tests.support.tables import create_users, schema_snapshot
 
-SEED = Path(__file__).parent / "fixtures" / "lint_seed"
+SEED = Path(__file__).parent / "fixtures" / "seed_migrations"  # the seed document, verbatim
 UP = SEED / "006_add_user_photos.sql"
 DOWN = SEED / "006_add_user_photos_down.sql"
 
