@@ -41,9 +41,11 @@ def test_rerun_after_validate_failed_on_a_lock_completes(db, dsn, online):
     assert online("add-check", "users", "hits_nonneg", "hits >= 0", "--phase", "expand").code == 0
     assert _constraint(db, "hits_nonneg")[1] is False
     with psycopg.connect(dsn) as other:
+        # A maintenance-level holder: with no maintenance wait, VALIDATE fails on its lock.
         other.execute("LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE")
         r = online("add-check", "users", "hits_nonneg", "hits >= 0",
-                   "--lock-timeout", "50", "--max-retries", "2")
+                   "--lock-timeout", "50", "--max-retries", "2",
+                   "--maintenance-wait", "0")
         assert r.code == 5, r.err
     r = online("add-check", "users", "hits_nonneg", "hits >= 0")
     assert r.code == 0, r.err

@@ -61,8 +61,9 @@ def test_rerun_after_validate_failed_on_a_lock_completes(db, dsn, online):
     assert online(*args, "--phase", "expand").code == 0
     assert _fk(db, "users_org_id_fkey")[1] is False
     with psycopg.connect(dsn) as other:
+        # A maintenance-level holder: with no maintenance wait, VALIDATE fails on its lock.
         other.execute("LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE")
-        r = online(*args, "--lock-timeout", "50", "--max-retries", "2")
+        r = online(*args, "--lock-timeout", "50", "--max-retries", "2", "--maintenance-wait", "0")
         assert r.code == 5, r.err
     r = online(*args)
     assert r.code == 0, r.err

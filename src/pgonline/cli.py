@@ -71,6 +71,14 @@ def exec_options(f: F) -> F:
         click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
                      default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
                      help="Give up waiting for a lock after this long, then retry."),
+        click.option("--maintenance-wait", "maintenance_wait_s", type=click.FloatRange(0),
+                     default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
+                     help="Before a locking step, wait this long at most, outside the lock queue, "
+                          "for a VACUUM, ANALYZE or index build on the table to finish."),
+        click.option("--parallel-workers", "maintenance_workers", type=click.IntRange(0),
+                     default=_SESSION.maintenance_workers, show_default=True, metavar="N",
+                     help="max_parallel_maintenance_workers for index builds (0: one core; "
+                          "raise it on a server with cores to spare)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -79,7 +87,9 @@ def exec_options(f: F) -> F:
 
 def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
     phase = kw.pop("phase", None)
-    lock_timeout = kw.pop("lock_timeout_ms")
+    settings = SessionSettings(lock_timeout_ms=kw.pop("lock_timeout_ms"),
+                               maintenance_wait_s=kw.pop("maintenance_wait_s"),
+                               maintenance_workers=kw.pop("maintenance_workers"))
     if not kw["min_batch_size"] <= kw["batch_size"] <= kw["max_batch_size"]:
         raise click.BadParameter("need --min-batch-size <= --batch-size <= --max-batch-size")
     batch = BatchOptions(
@@ -89,7 +99,7 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
         max_attempts=kw["max_retries"],
     )
     options = ExecOptions(
-        settings=SessionSettings(lock_timeout_ms=lock_timeout), batch=batch,
+        settings=settings, batch=batch,
         max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),

@@ -23,17 +23,16 @@ import anyio
 import psycopg
 import structlog
 
-from pgonline import journal
+from pgonline import journal, maintenance_wait
 from pgonline.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
 from pgonline.blockers import LockWatch
-from pgonline.connection import RESET_TIMEOUTS, SessionSettings, connect, timeouts
+from pgonline.connection import RESET_TIMEOUTS, SessionSettings, connect, session_setup, timeouts
 from pgonline.errors import Interrupted, JobError, PgOnlineError, StatementError
 from pgonline.journal import Job, JobStatus, Request, StepStatus
 from pgonline.plan import LockLevel, Phase, Plan, Step
 from pgonline.progress import Progress
 from pgonline.retry import with_retries
 from pgonline.throttle import Throttles
-from pgonline.vacuum_wait import wait_for_vacuum
 
 log = structlog.get_logger("pgonline.executor")
 Conn = psycopg.AsyncConnection[Any]
@@ -134,13 +133,15 @@ class Executor:
         if not step.transactional:
             await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
 
-        vacuum_budget = settings.vacuum_wait_s if LockWatch.applies(step) else 0.0
+        wait_budget = settings.maintenance_wait_s if maintenance_wait.applies(step) else 0.0
 
         async def attempt() -> None:
-            nonlocal vacuum_budget
-            # Before each attempt at a blocking lock: let a running VACUUM of the
-            # table finish instead of queueing (and the application) behind it.
-            vacuum_budget -= await wait_for_vacuum(conn, self._relation, max_wait_s=vacuum_budget)
+            nonlocal wait_budget
+            # Before each attempt: let a running VACUUM, ANALYZE or index build
+            # on the table finish instead of queueing (and, for a blocking lock,
+            # the application) behind it.
+            wait_budget -= await maintenance_wait.wait_for_maintenance(
+                conn, self._relation, max_wait_s=wait_budget)
             await self._envelope(conn, job_id, step, forward, StepStatus.DONE, stmt_timeout)
 
         async def attempts() -> None:
@@ -165,6 +166,9 @@ class Executor:
         t0 = time.monotonic()
         conn = await connect(self.dsn)
         try:
+            setup = session_setup(self.options.settings)
+            if setup is not None:
+                await conn.execute(setup)
             # Misconfigured throttles (privileges, a bad --throttle-query, a
             # replica DSN that is not a standby) fail before anything is written.
             await self.throttles.prepare(conn)
@@ -332,6 +336,7 @@ class Executor:
                 (out or print)("\n".join(lines))
                 return JobResult(job.id, job.status, True, time.monotonic() - t0, ())
             await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
+            self._relation = job.plan.target
             ran: list[str] = []
             try:
                 for s in done:
@@ -360,7 +365,14 @@ class Executor:
         async def reverse() -> None:
             await conn.execute(undo)
 
+        # Every undo is DDL (a DROP of what the step created): at least SHARE
+        # UPDATE EXCLUSIVE, so it would queue behind maintenance just the same.
+        wait_budget = settings.maintenance_wait_s
+
         async def run_once() -> None:
+            nonlocal wait_budget
+            wait_budget -= await maintenance_wait.wait_for_maintenance(
+                conn, self._relation, max_wait_s=wait_budget)
             # As before the envelope existed: outside a transaction an undo (DROP
             # INDEX CONCURRENTLY) waits for other transactions, so no statement limit.
             stmt_timeout = settings.ddl_statement_timeout_ms if step.transactional else None
