@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from itertools import pairwise
@@ -113,6 +114,33 @@ def timeline(samples: list[list[float]], t_start: float) -> list[list[float]]:
     return out
 
 
+# log_line_prefix '%n [%p] ': epoch seconds with milliseconds, then the backend pid.
+_DURATION = re.compile(r"^(\d+\.\d+) \[(\d+)\] LOG:  duration: ([\d.]+) ms  (\w+)")
+
+
+def server_samples(log_text: str, wall_minus_mono: float) -> list[list[float]]:
+    """[t, ms] per application statement from the server log: t is when it finished
+    (on the ``time.monotonic()`` clock), ms the server's parse + bind + execute time.
+
+    With the extended protocol each phase logs its own duration line; a
+    statement is complete at its ``execute`` line (``statement`` lines are
+    simple-protocol statements, complete on their own).
+    """
+    pending: dict[str, float] = {}
+    out: list[list[float]] = []
+    for line in log_text.splitlines():
+        m = _DURATION.match(line)
+        if m is None:
+            continue
+        wall, pid, ms, phase = float(m[1]), m[2], float(m[3]), m[4]
+        if phase in ("parse", "bind"):
+            pending[pid] = pending.get(pid, 0.0) + ms
+            continue
+        total = pending.pop(pid, 0.0) + ms
+        out.append([round(wall - wall_minus_mono, 6), round(total, 3)])
+    return out
+
+
 def lost_updates(increments: dict[str, int], actual: dict[int, int]) -> dict[str, int]:
     lost = sum(max(0, n - actual.get(int(k), 0)) for k, n in increments.items())
     extra = sum(max(0, v - increments.get(str(k), 0)) for k, v in actual.items())
@@ -120,11 +148,19 @@ def lost_updates(increments: dict[str, int], actual: dict[int, int]) -> dict[str
 
 
 def summarize(workload: dict[str, Any], monitor: dict[str, Any], t_start: float,
-              t_end: float, t_stop: float, period_ms: float | None) -> dict[str, Any]:
+              t_end: float, t_stop: float, period_ms: float | None,
+              server: list[list[float]] | None = None) -> dict[str, Any]:
     samples = workload.get("samples", [])
     errors = workload.get("errors", [])
     hi = t_end + SETTLE_S
-    return {
+    out: dict[str, Any] = {} if not server else {"server": {
+        # What PostgreSQL itself spent per statement: no coordinated-omission
+        # correction, the server only sees what was sent.
+        "before": latency_stats(server, 0.0, t_start),
+        "during": latency_stats(server, t_start, hi),
+        "whole": latency_stats(server, 0.0, t_stop),
+    }}
+    return out | {
         "workload": {
             "before": latency_stats(samples, 0.0, t_start, period_ms),
             "during": latency_stats(samples, t_start, hi, period_ms),

@@ -48,18 +48,30 @@ class TimedErrors(list[str]):
         super().append(item)
 
 
+# Set by workload_main: log every application statement's server-side duration.
+_LOG_STATEMENTS = False
+
+
 async def _app_connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
     # The application must not call itself "pgonline": the lock monitor tells
     # our sessions from the application's by application_name.
-    return await psycopg.AsyncConnection.connect(
+    conn = await psycopg.AsyncConnection.connect(
         dsn, autocommit=autocommit, application_name=APP_WORKLOAD, connect_timeout=10
     )
+    if _LOG_STATEMENTS:
+        # Only the application's sessions log durations: the server log then
+        # holds the time PostgreSQL itself spent on each statement (parse, bind,
+        # execute), to set against the latency the client sees.
+        await conn.execute("SET log_min_duration_statement = 0")
+    return conn
 
 
 def workload_main(dsn: str, table: str, clients: int, rate: float, max_id: int,
-                  stop: Event, ready: Event, out_path: str) -> None:
+                  stop: Event, ready: Event, out_path: str, log_statements: bool = False) -> None:
+    global _LOG_STATEMENTS
     import pgonline.workload as wl
 
+    _LOG_STATEMENTS = log_statements
     wl.connect = _app_connect  # type: ignore[attr-defined]
 
     async def main() -> dict[str, Any]:

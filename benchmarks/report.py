@@ -8,7 +8,8 @@ from typing import Any
 from metrics import check_targets
 
 APPROACH_COLORS = {"pgonline": "tab:green", "naive": "tab:red", "seed": "tab:orange",
-                   "single-update": "tab:purple", "none": "tab:gray"}
+                   "single-update": "tab:purple", "none": "tab:gray",
+                   "idle-busy-loop": "tab:blue"}
 
 
 def _baseline(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -113,30 +114,35 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     if base and "workload" in base:
         w = base["workload"]["whole"]
+        srv = base.get("server", {}).get("whole")
         lines += [f"**Baseline** (no migration, {p['baseline_s']:g} s): p50 {w['p50_ms']} ms, "
                   f"p99 {w['p99_ms']} ms, max {w['max_ms']} ms, {w['n']} statements, "
-                  f"{base['errors']['count']} errors.", ""]
+                  f"{base['errors']['count']} errors"
+                  + (f"; server-side p99 {srv['p99_ms']} ms, max {srv['max_ms']} ms" if srv else "")
+                  + ".", ""]
     lines += [
         "| scenario | approach | status | duration s | backfill rows/s | p50 ms | p99 ms | "
-        "p99 raw ms | max ms | errors | longest AccessExclusive ms | longest write-blocking "
+        "p99 raw ms | server p99 ms | max ms | errors | longest AccessExclusive ms | longest write-blocking "
         "lock ms | p99 ≤ 2x | 0 errors | lock ≤ timeout+50 | backfill ≤ 1.5x UPDATE | "
         "lost updates |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|:-:|:-:|:-:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|:-:|:-:|:-:|---:|",
     ]
     for r in result["records"]:
         if r["scenario"] == "baseline":
             continue
         if r.get("status") == "not available":
             lines.append(f"| {r['scenario']} | {r['approach']} | not available | "
-                         + " | ".join(["-"] * 14) + " |")
+                         + " | ".join(["-"] * 15) + " |")
             continue
         d = r.get("workload", {}).get("during", {})
+        srv = r.get("server", {}).get("during", {})
         bf = r.get("targets", {}).get("backfill_within_1.5x_single_update")
         lines.append(
             f"| {r['scenario']} | {r['approach']} | {r['status']}"
             + ("" if r.get("verified", True) else " (not verified)")
             + f" | {_f(r.get('duration_s'), 2)} | {_f(r.get('rows_per_s'))} | "
             f"{_f(d.get('p50_ms'))} | {_f(d.get('p99_ms'))} | {_f(d.get('p99_raw_ms'))} | "
+            f"{_f(srv.get('p99_ms'), 2)} | "
             f"{_f(d.get('max_ms'))} | {_f(r.get('errors', {}).get('count'))} | "
             f"{_hold(r, p['poll_ms'])} | {_hold(r, p['poll_ms'], 'write_block')} | "
             f"{_ok(r, 'p99_within_2x_baseline')}"

