@@ -41,19 +41,29 @@ def corrected(lat: list[float], period_ms: float | None) -> list[float]:
     return out
 
 
-def latency_stats(samples: list[list[float]], lo: float, hi: float,
-                  period_ms: float | None = None) -> dict[str, Any]:
-    """p50/p99/max of the statements whose execution overlaps [lo, hi].
+def window(samples: list[list[float]], lo: float, hi: float) -> list[float]:
+    """Latencies of the statements whose execution overlaps [lo, hi]."""
+    return [ms for t, ms in samples if t >= lo and t - ms / 1000 <= hi]
 
-    ``p99_ms`` is corrected for coordinated omission when ``period_ms`` is
-    given; ``p99_raw_ms`` is the plain percentile of the statements sent.
+
+def stats(lat: list[float], period_ms: float | None = None) -> dict[str, Any]:
+    """p50/p99/max of ``lat``; ``p99_ms`` is corrected for coordinated omission when
+    ``period_ms`` is given, ``p99_raw_ms`` is the plain percentile of the statements sent.
+
+    ``_lat`` keeps the raw latencies, so that repeated runs can be pooled; it is
+    dropped before the results are written (:func:`strip_private`).
     """
-    lat = [ms for t, ms in samples if t >= lo and t - ms / 1000 <= hi]
     raw = WorkloadStats(latencies_ms=lat)
     s = WorkloadStats(latencies_ms=corrected(lat, period_ms))
     return {"n": len(lat), "p50_ms": round(s.percentile(50), 2),
             "p99_ms": round(s.percentile(99), 2), "max_ms": round(s.max_ms, 2),
-            "p99_raw_ms": round(raw.percentile(99), 2)}
+            "p99_raw_ms": round(raw.percentile(99), 2), "_lat": lat}
+
+
+def latency_stats(samples: list[list[float]], lo: float, hi: float,
+                  period_ms: float | None = None) -> dict[str, Any]:
+    """p50/p99/max of the statements whose execution overlaps [lo, hi]."""
+    return stats(window(samples, lo, hi), period_ms)
 
 
 def error_stats(errors: list[list[Any]], lo: float, hi: float) -> dict[str, Any]:
@@ -198,3 +208,73 @@ def check_targets(rec: dict[str, Any], baseline_p99: float, lock_timeout_ms: int
     if lost is not None:
         targets["no_lost_updates"] = {"ok": lost == 0, "value": lost}
     return targets
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def pool(recs: list[dict[str, Any]], period_ms: float | None) -> dict[str, Any]:
+    """One record for the repeats of one approach (or of the baseline).
+
+    Latency percentiles are computed over the pooled statements of all
+    repeats (one p99 of N x the statements is steadier than any single run's);
+    durations and rows/s are medians; errors and lost updates are summed; lock
+    holds are the worst repeat's.  The chart shows the repeat whose p99 is the
+    median, and every repeat's p99 and duration are kept.
+    """
+    if len(recs) == 1:
+        return recs[0]
+    out = dict(recs[0])
+    failed = [r for r in recs if r.get("status") != "ok"]
+    if failed:
+        out["status"], out["error"] = failed[0]["status"], failed[0].get("error")
+    for part in ("workload", "server"):
+        if all(part in r for r in recs):
+            out[part] = {w: stats([ms for r in recs for ms in r[part][w]["_lat"]],
+                                  period_ms if part == "workload" else None)
+                         for w in recs[0][part]}
+    key = "during" if recs[0]["scenario"] != "baseline" else "whole"
+    p99s = [r["workload"][key]["p99_ms"] for r in recs if "workload" in r]
+    out["runs"] = {"p99_ms": p99s, "duration_s": [r.get("duration_s") for r in recs]}
+    out["duration_s"] = _median([r["duration_s"] for r in recs if r.get("duration_s") is not None])
+    for k in ("backfill_s", "rows_per_s"):
+        values = [r[k] for r in recs if r.get(k) is not None]
+        if values:
+            out[k] = _median(values)
+            out["runs"][k] = values
+    if "rows_per_s" in out and out["rows_per_s"] is not None:
+        out["rows_per_s"] = round(out["rows_per_s"])
+    kinds: Counter[str] = Counter()
+    for r in recs:
+        kinds.update(r.get("errors", {}).get("kinds", {}))
+    out["errors"] = {"during": sum(r["errors"]["during"] for r in recs),
+                     "count": sum(r["errors"]["count"] for r in recs),
+                     "kinds": dict(kinds.most_common(5))}
+    locks: dict[str, Any] = {}
+    for label in ("hold", "wait", "write_block"):
+        worst = max(recs, key=lambda r: r["locks"].get(f"longest_{label}_ms", 0.0))
+        locks.update({k: v for k, v in worst["locks"].items() if k.startswith(f"longest_{label}_")})
+    out["locks"] = {**recs[0]["locks"], **locks}
+    waits: Counter[str] = Counter()
+    for r in recs:
+        waits.update(r.get("app_wait_events_during", {}))
+    out["app_wait_events_during"] = dict(waits.most_common())
+    out["integrity"] = {k: sum(r.get("integrity", {}).get(k, 0) for r in recs)
+                        for k in ("increments", "lost", "unexpected")}
+    if any("verified" in r for r in recs):
+        out["verified"] = all(r.get("verified", False) for r in recs)
+    middle = sorted(recs, key=lambda r: r["workload"][key]["p99_ms"])[len(recs) // 2]
+    for k in ("timeline", "timeline_errors", "migration_s", "detail"):
+        if k in middle:
+            out[k] = middle[k]
+    return out
+
+
+def strip_private(obj: Any) -> Any:
+    """``obj`` without the keys that start with ``_`` (raw data kept for pooling)."""
+    if isinstance(obj, dict):
+        return {k: strip_private(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [strip_private(v) for v in obj]
+    return obj

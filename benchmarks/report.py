@@ -102,8 +102,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"* Locks: pg_locks polled every {p['poll_ms']:g} ms; hold = conservative upper bound "
         f"(poll before first sighting -> poll after last). pgonline lock_timeout "
         f"{p['lock_timeout_ms']} ms; backfill overrides: {p['batch_overrides'] or 'engine defaults'}.",
-        "",
     ]
+    if p.get("repeat", 1) > 1:
+        lines.append(f"* Repeats: the baseline and every approach ran {p['repeat']} times "
+                     "(approaches interleaved, a fresh table copy each time); latency "
+                     "percentiles are over the pooled statements of all runs, durations and "
+                     "rows/s are medians, errors and lost updates are summed, lock holds are "
+                     "the worst run's. Each run's p99 is listed under Details.")
+    lines.append("")
     if m["cpus"] and m["cpus"] <= 4:
         lines += [
             "> **Caveat:** this machine has only "
@@ -119,6 +125,9 @@ def markdown(result: dict[str, Any]) -> str:
                   f"p99 {w['p99_ms']} ms, max {w['max_ms']} ms, {w['n']} statements, "
                   f"{base['errors']['count']} errors"
                   + (f"; server-side p99 {srv['p99_ms']} ms, max {srv['max_ms']} ms" if srv else "")
+                  + (f" (pooled over {len(base['runs']['p99_ms'])} runs, whose p99s were "
+                     + " / ".join(_f(v) for v in base["runs"]["p99_ms"]) + " ms)"
+                     if base.get("runs") else "")
                   + ".", ""]
     lines += [
         "| scenario | approach | status | duration s | backfill rows/s | p50 ms | p99 ms | "
@@ -171,6 +180,12 @@ def markdown(result: dict[str, Any]) -> str:
         if r.get("errors", {}).get("kinds"):
             lines.append("  * workload errors: " + "; ".join(
                 f"{n}x `{k}`" for k, n in r["errors"]["kinds"].items()))
+        if r.get("runs"):
+            runs = r["runs"]
+            lines.append("  * per run: p99 " + " / ".join(_f(v) for v in runs["p99_ms"]) + " ms; "
+                         "duration " + " / ".join(_f(v, 2) for v in runs["duration_s"]) + " s"
+                         + ("; backfill " + " / ".join(_f(v, 2) for v in runs["backfill_s"]) + " s"
+                            if runs.get("backfill_s") else ""))
         if r.get("app_wait_events_during"):
             lines.append("  * application wait events during (samples): " + ", ".join(
                 f"{k} {v}" for k, v in list(r["app_wait_events_during"].items())[:4]))

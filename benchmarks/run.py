@@ -300,6 +300,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       ("--target-batch-ms", "target_ms"), ("--sleep-ms", "sleep_ms")):
         p.add_argument(flag, type=int, default=None, dest=key,
                        help="pgonline backfill tuning (default: the engine's default)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs of the baseline and of every approach (interleaved); latency "
+                        "percentiles are over the pooled statements, durations are medians")
     p.add_argument("--server-log", action="store_true",
                    help="also measure the application's server-side latency (logs every "
                         "application statement, which itself costs some latency: keep it off "
@@ -339,12 +342,18 @@ def main(argv: list[str] | None = None) -> int:
         build_s = build_template(server, args.rows)
         log(f"template ready in {build_s:.1f}s")
         server_log = prepare_server_log(server, major) if args.server_log else None
+        period = 1000 / args.rate if args.rate else None
         n = 0
-        records.append(one_run(server, major, args, n, None, None, server_log))
+        base_runs = []
+        for _ in range(args.repeat):
+            base_runs.append(one_run(server, major, args, n, None, None, server_log))
+            n += 1
+        records.append(metrics.pool(base_runs, period))
         availability: dict[str, str | None] = {}
         for scenario in scenarios():
             if scenario.name not in args.selected:
                 continue
+            todo: list[Approach] = []
             for approach in scenario.approaches:
                 if args.only and approach.name not in args.only:
                     continue
@@ -357,8 +366,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "error": availability[cmd]})
                     log(f"{scenario.name}/{approach.name}: skipped ({availability[cmd]})")
                     continue
-                n += 1
-                records.append(one_run(server, major, args, n, scenario, approach, server_log))
+                todo.append(approach)
+            # Repeats interleaved (a, b, c, a, b, c, ...): a drift in the
+            # machine's load then hits every approach alike.
+            runs: dict[str, list[dict[str, Any]]] = {a.name: [] for a in todo}
+            for _ in range(args.repeat):
+                for approach in todo:
+                    runs[approach.name].append(
+                        one_run(server, major, args, n, scenario, approach, server_log))
+                    n += 1
+            records.extend(metrics.pool(runs[a.name], period) for a in todo)
         info = server_info(server.dsn)
     finally:
         server.stop()
@@ -371,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"rows": args.rows, "clients": args.clients, "rate_per_client": args.rate,
                        "baseline_s": args.baseline, "pre_s": args.pre, "post_s": args.post,
                        "poll_ms": args.poll_ms, "server_log": args.server_log,
+                       "repeat": args.repeat,
                        "lock_timeout_ms": args.lock_timeout,
                        "batch_overrides": args.batch, "settle_s": metrics.SETTLE_S,
                        "template_build_s": round(build_s, 1)},
@@ -380,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if args.merge and (out / "results.json").exists():
         result = report.merge(json.loads((out / "results.json").read_text()), result)
+    result = metrics.strip_private(result)
     report.finish(result)
     (out / "results.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "results.md").write_text(report.markdown(result))
