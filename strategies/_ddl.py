@@ -159,9 +159,45 @@ def not_null_check_steps(t: TableFacts, column: str, *, phase: Phase,
     ]
 
 
-def not_null_steps(t: TableFacts, column: str) -> list[Step]:
-    """CHECK NOT VALID → VALIDATE → SET NOT NULL → drop the check (all transactional)."""
+def not_null_constraint_name(t: TableFacts, column: str) -> str:
+    """PostgreSQL's own naming for a not-null constraint: ``<table>_<column>_not_null``."""
+    return derived_name(t.name, column, "not_null")
+
+
+def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
+    """Make ``column`` NOT NULL without scanning under a blocking lock (all transactional).
+
+    PostgreSQL >= 18 has NOT NULL constraints that can be added NOT VALID and
+    validated later: one instant ACCESS EXCLUSIVE step, then the scan under
+    SHARE UPDATE EXCLUSIVE.  Older servers need a helper CHECK: CHECK NOT
+    VALID → VALIDATE → SET NOT NULL (proven by the check) → drop the check,
+    three ACCESS EXCLUSIVE steps instead of one.
+    """
     table, col = t.ident, sql.Identifier(column)
+    if major >= 18:
+        name = not_null_constraint_name(t, column)
+        con = sql.Identifier(name)
+        return [
+            Step(
+                id="add-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
+                description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)",
+                sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} NOT NULL {} NOT VALID")
+                           .format(table, con, col)),
+                # One left by an earlier, abandoned attempt is reused (and validated next).
+                done_if=constraint_exists_query(t, name),
+                undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}")
+                                .format(table, con)),
+                why_safe="NOT VALID skips the scan of existing rows (new writes are checked from "
+                "now on); the lock is held for a catalog update only",
+            ),
+            Step(
+                id="validate-not-null", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+                description="validate it against existing rows: the column is then NOT NULL",
+                sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, con)),
+                done_if=constraint_exists_query(t, name, validated=True),
+                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
+            ),
+        ]
     check = sql.Identifier(not_null_check_name(t, column))
     return [
         *not_null_check_steps(t, column, phase=Phase.CONTRACT),
@@ -180,4 +216,3 @@ def not_null_steps(t: TableFacts, column: str) -> list[Step]:
             why_safe="dropping a constraint is a catalog-only change",
         ),
     ]
-

@@ -120,7 +120,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
                                 if facts.default is not None and facts.default.volatile
                                 else "existing rows need a computed value")]
     if args.not_null:
-        steps += not_null_steps(t, args.column)
+        steps += not_null_steps(t, args.column, major=facts.server.major)
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     return Plan("add-column", t.display, plan_args, tuple(steps), notes=tuple(notes))

@@ -8,13 +8,23 @@ What we do instead:
 
 1. (optional, ``--backfill EXPR``) fill ``c`` where it IS NULL, in short keyset
    batches;
-2. ``ADD CONSTRAINT ... CHECK (c IS NOT NULL) NOT VALID``: catalog only, new
+
+then, on PostgreSQL >= 18, which can add a NOT NULL constraint NOT VALID:
+
+2. ``ADD CONSTRAINT <t>_<c>_not_null NOT NULL c NOT VALID``: catalog only, new
    writes are checked from now on (ACCESS EXCLUSIVE for an instant);
 3. ``VALIDATE CONSTRAINT``: scans existing rows under SHARE UPDATE EXCLUSIVE,
-   which does not block reads or writes;
+   which does not block reads or writes; the column is NOT NULL when it commits;
+
+and on older servers, through a helper check:
+
+2. ``ADD CONSTRAINT ... CHECK (c IS NOT NULL) NOT VALID`` (ACCESS EXCLUSIVE for
+   an instant);
+3. ``VALIDATE CONSTRAINT`` (SHARE UPDATE EXCLUSIVE);
 4. ``SET NOT NULL``: PostgreSQL ≥ 12 proves it from the validated check and
    skips the scan (ACCESS EXCLUSIVE for an instant);
-5. drop the helper check, which NOT NULL now makes redundant.
+5. drop the helper check, which NOT NULL now makes redundant (ACCESS EXCLUSIVE
+   for an instant).
 
 Pre-flight (done by the command, read-only) counts the NULLs: with NULLs and
 no ``--backfill`` the change is refused before anything is modified.
@@ -83,7 +93,7 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
         ))
         notes.append("the application must stop writing NULLs before the contract phase, "
                      "or the NOT VALID check will reject those writes")
-    steps += not_null_steps(t, args.column)
+    steps += not_null_steps(t, args.column, major=facts.server.major)
     if facts.server.major < 12:
         notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     return Plan("set-not-null", t.display, asdict(args), tuple(steps), notes=tuple(notes))

@@ -56,7 +56,13 @@ async def table_facts(conn: Conn, name: QualifiedName) -> TableFacts:
         await cur.execute(
             """
             SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type,
-                   a.attnotnull AS not_null, pg_get_expr(d.adbin, d.adrelid) AS default
+                   -- PostgreSQL >= 18: an invalid (NOT VALID) not-null constraint sets
+                   -- attnotnull but proves nothing about existing rows yet.
+                   a.attnotnull AND NOT EXISTS (
+                       SELECT 1 FROM pg_constraint k
+                        WHERE k.conrelid = a.attrelid AND k.contype = 'n'
+                          AND NOT k.convalidated AND k.conkey[1] = a.attnum) AS not_null,
+                   pg_get_expr(d.adbin, d.adrelid) AS default
               FROM pg_attribute a
               LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
              WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped

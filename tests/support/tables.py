@@ -64,3 +64,11 @@ def schema_snapshot(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
         """
     )
     return cur.fetchall()
+
+
+def not_null_step_ids(db: psycopg.Connection[Any]) -> list[str]:
+    """The steps that make a column NOT NULL on this server: PostgreSQL >= 18 adds the
+    NOT NULL constraint NOT VALID and validates it; older ones go through a helper CHECK."""
+    if db.info.server_version >= 180000:
+        return ["add-not-null", "validate-not-null"]
+    return ["add-check", "validate-check", "set-not-null", "drop-check"]
