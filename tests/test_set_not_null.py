@@ -51,7 +51,7 @@ def test_an_abandoned_invalid_not_null_constraint_is_validated_not_trusted(db, o
     assert columns(db, "users")["email"][1] is True  # attnotnull says so already
     r = online("set-not-null", "users", "email")
     assert r.code == 0, r.err
-    assert [s for s in _steps(db)] == not_null_step_ids(db)
+    assert _steps(db) == not_null_step_ids(db)
     assert db.execute("SELECT convalidated FROM pg_constraint WHERE conname = "
                       "'users_email_not_null'").fetchone() == (True,)
 
