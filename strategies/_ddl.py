@@ -130,30 +130,52 @@ def not_null_check_name(t: TableFacts, column: str) -> str:
     return derived_name("pgonline_nn", t.name, column)
 
 
+def add_not_valid_step(t: TableFacts, name: str, definition: sql.Composable, *, step_id: str,
+                       phase: Phase, description: str) -> Step:
+    """``ADD CONSTRAINT name <definition> NOT VALID``: instant, enforced for new writes only.
+
+    One left by an earlier, abandoned attempt is reused (``done_if``), and
+    validated by the step that follows.
+    """
+    table, con = t.ident, sql.Identifier(name)
+    return Step(
+        id=step_id, phase=phase, lock=LockLevel.ACCESS_EXCLUSIVE, description=description,
+        sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID")
+                   .format(table, con, definition)),
+        done_if=constraint_exists_query(t, name),
+        undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, con)),
+        why_safe="NOT VALID skips the scan of existing rows; the lock is held for a catalog "
+        "update only",
+    )
+
+
+def validate_step(t: TableFacts, name: str, *, why_safe: str, step_id: str = "validate",
+                  description: str | None = None) -> Step:
+    """``VALIDATE CONSTRAINT name`` (skipped if it is already validated)."""
+    return Step(
+        id=step_id, phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+        description=description or f"validate {render(sql.Identifier(name))} against existing rows",
+        sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+            t.ident, sql.Identifier(name))),
+        done_if=constraint_exists_query(t, name, validated=True),
+        why_safe=why_safe,
+    )
+
+
 def not_null_check_steps(t: TableFacts, column: str, *, phase: Phase,
                          ids: tuple[str, str] = ("add-check", "validate-check")) -> list[Step]:
     """``CHECK (col IS NOT NULL) NOT VALID`` then ``VALIDATE``: proof of NOT NULL without a scan
     under a blocking lock (the scan runs under SHARE UPDATE EXCLUSIVE)."""
     table, col = t.ident, sql.Identifier(column)
     name = not_null_check_name(t, column)
-    check = sql.Identifier(name)
     return [
-        Step(
-            id=ids[0], phase=phase, lock=LockLevel.ACCESS_EXCLUSIVE,
-            description="add CHECK (col IS NOT NULL) NOT VALID",
-            sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({} IS NOT NULL) NOT VALID")
-                       .format(table, check, col)),
-            # A check left by an earlier, abandoned attempt is reused (and validated next).
-            done_if=constraint_exists_query(t, name),
-            undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}")
-                            .format(table, check)),
-            why_safe="NOT VALID skips the scan of existing rows; the lock is held for a catalog "
-            "update only",
-        ),
+        add_not_valid_step(t, name, sql.SQL("CHECK ({} IS NOT NULL)").format(col), step_id=ids[0],
+                           phase=phase, description="add CHECK (col IS NOT NULL) NOT VALID"),
         Step(
             id=ids[1], phase=phase, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
             description="validate the check against existing rows",
-            sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, check)),
+            sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                table, sql.Identifier(name))),
             why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
         ),
     ]
@@ -176,27 +198,14 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
     table, col = t.ident, sql.Identifier(column)
     if major >= 18:
         name = not_null_constraint_name(t, column)
-        con = sql.Identifier(name)
         return [
-            Step(
-                id="add-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-                description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)",
-                sql=render(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} NOT NULL {} NOT VALID")
-                           .format(table, con, col)),
-                # One left by an earlier, abandoned attempt is reused (and validated next).
-                done_if=constraint_exists_query(t, name),
-                undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}")
-                                .format(table, con)),
-                why_safe="NOT VALID skips the scan of existing rows (new writes are checked from "
-                "now on); the lock is held for a catalog update only",
-            ),
-            Step(
-                id="validate-not-null", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-                description="validate it against existing rows: the column is then NOT NULL",
-                sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(table, con)),
-                done_if=constraint_exists_query(t, name, validated=True),
-                why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue",
-            ),
+            add_not_valid_step(t, name, sql.SQL("NOT NULL {}").format(col), step_id="add-not-null",
+                               phase=Phase.CONTRACT,
+                               description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)"),
+            validate_step(t, name, step_id="validate-not-null",
+                          description="validate it against existing rows: the column is then NOT NULL",
+                          why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes "
+                          "continue"),
         ]
     check = sql.Identifier(not_null_check_name(t, column))
     return [

@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
     DataViolations,
-    constraint_exists_query,
     refuse_violations,
     render,
+    validate_step,
 )
 from psycopg import sql
 
@@ -42,17 +42,6 @@ class AddCheckArgs:
 class AddCheckFacts:
     table: TableFacts
     violations: DataViolations
-
-
-def validate_step(t: TableFacts, name: str, *, why_safe: str) -> Step:
-    return Step(
-        id="validate", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-        description=f"validate {render(sql.Identifier(name))} against existing rows",
-        sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-            t.ident, sql.Identifier(name))),
-        done_if=constraint_exists_query(t, name, validated=True),
-        why_safe=why_safe,
-    )
 
 
 def refuse_existing_constraint(t: TableFacts, name: str) -> None:

@@ -26,8 +26,9 @@ from pgonline.strategies._ddl import (
     refuse_violations,
     render,
     require_columns,
+    validate_step,
 )
-from pgonline.strategies.add_check import refuse_existing_constraint, validate_step
+from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
