@@ -204,19 +204,24 @@ def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: 
     _with_runner(directory, opts, lambda r: r.force(version))
 
 
-@migrate.command("status")
-@_dir_arg
-@dsn_option
-@_table_option
-def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
-    """Every migration with its state: applied, pending, dirty, modified (edited after applying)."""
+def _read_rows(directory: Path, dsn: str | None, table: str) -> Any:
+    """Every migration with its state, read-only (a dry-run runner that takes no lock)."""
     opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
                                         "dry_run": True, "lock_wait": 0})
 
     async def rows(r: Any) -> Any:
         return await r.rows()
 
-    found = _with_runner(directory, opts, rows)
+    return _with_runner(directory, opts, rows)
+
+
+@migrate.command("status")
+@_dir_arg
+@dsn_option
+@_table_option
+def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
+    """Every migration with its state: applied, pending, dirty, modified (edited after applying)."""
+    found = _read_rows(directory, dsn, table)
     click.echo(f"{'VERSION':<45} {'STATE':<11} {'APPLIED AT':<19} DURATION")
     for row in found:
         a = row.applied
@@ -234,13 +239,7 @@ def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
 @_table_option
 def version_cmd(directory: Path, dsn: str | None, table: str) -> None:
     """Print the highest applied migration number (and "dirty" if it stopped midway)."""
-    opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
-                                        "dry_run": True, "lock_wait": 0})
-
-    async def rows(r: Any) -> Any:
-        return await r.rows()
-
-    applied = [r for r in _with_runner(directory, opts, rows) if r.applied and r.migration]
+    applied = [r for r in _read_rows(directory, dsn, table) if r.applied and r.migration]
     if not applied:
         click.echo("none")
         return

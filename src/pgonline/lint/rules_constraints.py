@@ -38,6 +38,19 @@ def _validation_hit(table: TableRef, con: Any, ctx: LintContext, inline: str | N
     return Hit(message, con)
 
 
+def _added_constraints(node: ast.AlterTableStmt, ctx: LintContext
+                       ) -> Iterator[tuple[TableRef, Any, str | None]]:
+    """(table, constraint, inline column) for each constraint this statement adds to an
+    existing table: ``ADD CONSTRAINT`` (inline None) or ``ADD COLUMN ... <constraint>``."""
+    for table, cmd in existing_table_cmds(node, ctx, AlterTableType.AT_AddConstraint,
+                                           AlterTableType.AT_AddColumn):
+        if isinstance(cmd.def_, ast.Constraint):
+            yield table, cmd.def_, None
+        elif isinstance(cmd.def_, ast.ColumnDef):
+            for con in cmd.def_.constraints or ():
+                yield table, con, cmd.def_.colname
+
+
 @rule("constraint-missing-not-valid", Severity.ERROR,
       summary="Adding a FOREIGN KEY, CHECK or NOT NULL constraint to an existing table without "
               "NOT VALID validates all rows while blocking writes.",
@@ -45,16 +58,12 @@ def _validation_hit(table: TableRef, con: Any, ctx: LintContext, inline: str | N
            "ALTER TABLE ... VALIDATE CONSTRAINT ... in its own transaction (reads and writes continue)",
       nodes=(ast.AlterTableStmt,))
 def missing_not_valid(node: ast.AlterTableStmt, ctx: LintContext) -> Iterator[Hit]:
-    for table, cmd in existing_table_cmds(node, ctx, AlterTableType.AT_AddConstraint,
-                                           AlterTableType.AT_AddColumn):
-        if isinstance(cmd.def_, ast.Constraint):
-            con = cmd.def_
+    for table, con, inline in _added_constraints(node, ctx):
+        if inline is None:
             if con.contype in _VALIDATED and not con.skip_validation:
                 yield _validation_hit(table, con, ctx, None)
-        elif isinstance(cmd.def_, ast.ColumnDef):
-            for con in cmd.def_.constraints or ():
-                if con.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
-                    yield _validation_hit(table, con, ctx, cmd.def_.colname)
+        elif con.contype in (ConstrType.CONSTR_FOREIGN, ConstrType.CONSTR_CHECK):
+            yield _validation_hit(table, con, ctx, inline)
 
 
 def _columns(con: Any) -> str:
@@ -68,33 +77,25 @@ def _columns(con: Any) -> str:
            "UNIQUE USING INDEX idx (instant)",
       nodes=(ast.AlterTableStmt,))
 def unique_without_index(node: ast.AlterTableStmt, ctx: LintContext) -> Iterator[Hit]:
-    for table, cmd in existing_table_cmds(node, ctx, AlterTableType.AT_AddConstraint,
-                                           AlterTableType.AT_AddColumn):
-        if isinstance(cmd.def_, ast.Constraint):
-            candidates: list[tuple[Any, str | None]] = [(cmd.def_, None)]
-        elif isinstance(cmd.def_, ast.ColumnDef):
-            candidates = [(c, cmd.def_.colname) for c in cmd.def_.constraints or ()]
-        else:
+    for table, con, inline in _added_constraints(node, ctx):
+        if con.contype not in _INDEXED or con.indexname:
             continue
-        for con, inline in candidates:
-            if con.contype not in _INDEXED or con.indexname:
-                continue
-            kind = _INDEXED[con.contype]
-            what = f"ADD COLUMN {inline} ... {kind}" if inline else _describe(con, kind)
-            message = (f"{what} builds an index on {table}{ctx.size(table)} while holding an ACCESS "
-                       f"EXCLUSIVE lock (reads and writes blocked)")
-            if con.contype == ConstrType.CONSTR_EXCLUSION:
-                yield Hit(message, con, help="exclusion constraints have no USING INDEX form; build them "
-                                             "on a new table or in a maintenance window")
-            elif con.contype == ConstrType.CONSTR_PRIMARY and not inline:
-                yield Hit(message, con, help=f"make ({_columns(con)}) NOT NULL via a validated CHECK, "
-                                             f"CREATE UNIQUE INDEX CONCURRENTLY idx ON {table} "
-                                             f"({_columns(con)}), then ADD CONSTRAINT ... PRIMARY KEY "
-                                             f"USING INDEX idx")
-            elif inline:
-                yield Hit(message, con, help="add the column without the constraint, CREATE UNIQUE INDEX "
-                                             "CONCURRENTLY on it, then ADD CONSTRAINT ... USING INDEX")
-            else:
-                yield Hit(message, con, help=f"CREATE UNIQUE INDEX CONCURRENTLY idx ON {table} "
-                                             f"({_columns(con)}); then ALTER TABLE {table} ADD CONSTRAINT "
-                                             f"{con.conname or 'name'} UNIQUE USING INDEX idx (instant)")
+        kind = _INDEXED[con.contype]
+        what = f"ADD COLUMN {inline} ... {kind}" if inline else _describe(con, kind)
+        message = (f"{what} builds an index on {table}{ctx.size(table)} while holding an ACCESS "
+                   f"EXCLUSIVE lock (reads and writes blocked)")
+        if con.contype == ConstrType.CONSTR_EXCLUSION:
+            yield Hit(message, con, help="exclusion constraints have no USING INDEX form; build them "
+                                         "on a new table or in a maintenance window")
+        elif con.contype == ConstrType.CONSTR_PRIMARY and not inline:
+            yield Hit(message, con, help=f"make ({_columns(con)}) NOT NULL via a validated CHECK, "
+                                         f"CREATE UNIQUE INDEX CONCURRENTLY idx ON {table} "
+                                         f"({_columns(con)}), then ADD CONSTRAINT ... PRIMARY KEY "
+                                         f"USING INDEX idx")
+        elif inline:
+            yield Hit(message, con, help="add the column without the constraint, CREATE UNIQUE INDEX "
+                                         "CONCURRENTLY on it, then ADD CONSTRAINT ... USING INDEX")
+        else:
+            yield Hit(message, con, help=f"CREATE UNIQUE INDEX CONCURRENTLY idx ON {table} "
+                                         f"({_columns(con)}); then ALTER TABLE {table} ADD CONSTRAINT "
+                                         f"{con.conname or 'name'} UNIQUE USING INDEX idx (instant)")
