@@ -43,6 +43,7 @@ def test_legitimate_expressions_come_back_rendered_from_their_parse(text, render
     "1 ORDER BY 1", "1 LIMIT 1", "1 OFFSET 1", "DISTINCT 1", "DISTINCT ON (a) a",
     "1 INTO t", "1 FOR UPDATE", "1 UNION SELECT 2", "*", "users.*",
     "-- only a comment", "1 /* unterminated", "", "   ", "1\x00",
+    "id = $1",                  # would bind to the batch query's own parameters
 ])
 def test_anything_but_exactly_one_expression_is_refused(text):
     with pytest.raises(UsageError):
@@ -72,6 +73,7 @@ def test_assignments_are_column_and_rendered_expression_pairs():
     "hits = 1 RETURNING *",
     "hits = 1; drop table users",
     "hits = DEFAULT",
+    "hits = $1",
     "hits = 1 /* unterminated",
     "hits",
     "",

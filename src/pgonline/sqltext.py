@@ -70,6 +70,13 @@ def _is_star(node: ast.Node) -> bool:
         isinstance(f, ast.A_Star) for f in node.fields or ())
 
 
+def _refuse_parameters(val: ast.Node, what: str, text: str) -> None:
+    # `$1` would bind to *our* parameters where the expression runs in a
+    # parameterized query (the batch UPDATE's key bounds): never user input.
+    if _contains(val, (ast.ParamRef,)):
+        raise UsageError(f"{what} {text!r} must not contain a parameter placeholder ($n)")
+
+
 def _contains(node: object, kinds: tuple[type, ...]) -> bool:
     if isinstance(node, kinds):
         return True
@@ -102,6 +109,7 @@ def _expression_node(text: str, what: str, *, allow_subquery: bool) -> ast.Node:
         raise UsageError(f"{what} {text!r} must be a single SQL expression")
     if not allow_subquery and _contains(val, (ast.SubLink,)):
         raise UsageError(f"{what} {text!r} must not contain a subquery")
+    _refuse_parameters(val, what, text)
     return val
 
 
@@ -153,6 +161,7 @@ def assignments(text: str, what: str = "--set") -> tuple[tuple[str, str], ...]:
             raise UsageError(f"{label} must be a single SQL expression")
         if _contains(val, (ast.SubLink,)):
             raise UsageError(f"{label} must not contain a subquery")
+        _refuse_parameters(val, label, text)
         pairs.append((name, _render(val, label, text)))
     if not pairs:
         raise UsageError(f"{what} {text!r} must be `col = expr[, col = expr]` only")
