@@ -18,9 +18,9 @@ import pytest
 
 from pgonline.retry import is_connection_lost
 from tests.conftest import spawn_online
+from tests.support import servers
 from tests.support.column_changes import wait_for_checkpoint
 from tests.support.online_load import wait_for
-from tests.support import servers
 from tests.support.tables import columns, create_users
 
 ROWS = 4000
