@@ -114,6 +114,24 @@ def test_terminated_backend_mid_backfill_reconnects_and_backfills_each_row_once(
     assert code == 0, err
     assert "connection lost; reconnecting" in err and "reconnected" in err
     _assert_backfilled_exactly_once(db)
+    # Progress went on from where it was, counting each row once.
+    last = [line for line in err.splitlines() if "backfill progress" in line][-1]
+    assert f"rows_done={ROWS}" in last and f"rows_updated={ROWS}" in last, last
+
+
+def test_terminated_backend_in_a_throttle_query_reconnects_and_finishes(db, dsn):
+    create_users(db, ROWS)
+    _count_updates(db)
+    # The throttle query runs on the job's session before every batch.
+    proc = spawn_online([*BACKFILL, *SLOW, "--throttle-query", "SELECT 0 FROM pg_sleep(0.2)",
+                         "--throttle-max", "1"], dsn)
+    wait_for_checkpoint(db, 600)
+    wait_for(db, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity a JOIN pgonline.jobs j"
+                 " ON a.pid = j.pid WHERE a.query LIKE '%pg_sleep(0.2)%' AND a.state = 'active')")
+    _terminate(db, _runner_pid(db))
+    code, err = _finish(proc)
+    assert code == 0, err
+    _assert_backfilled_exactly_once(db)
 
 
 def test_terminated_backend_mid_create_index_concurrently_rebuilds_a_valid_index(db, dsn):

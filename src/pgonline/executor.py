@@ -89,6 +89,8 @@ class Executor:
         self._conn: Conn | None = None
         self._backend_pid: int | None = None
         self._step_running: str | None = None
+        # Per backfill step: rows updated by this process before a lost connection.
+        self._rows_updated: dict[str, int] = {}
 
     async def _query_bool(self, conn: Conn, query: str) -> bool:
         cur = await conn.execute(query)
@@ -315,15 +317,17 @@ class Executor:
             s0 = time.monotonic()
             self._step_running = step.id
             if step.backfill is not None:
+                # Continues from the last committed checkpoint, so rows done
+                # before a lost connection are neither redone nor counted twice.
+                backfill = Backfill(conn, job.id, step, settings=self.options.settings,
+                                    opts=self.options.batch, progress=self.progress,
+                                    throttles=self.throttles,
+                                    rows_updated=self._rows_updated.get(step.id, 0))
                 try:
-                    # Continues from the last committed checkpoint, so rows
-                    # done before a lost connection are neither redone nor
-                    # counted twice.
-                    await Backfill(conn, job.id, step, settings=self.options.settings,
-                                   opts=self.options.batch, progress=self.progress,
-                                   throttles=self.throttles).run()
+                    await backfill.run()
                 except psycopg.Error as exc:
                     if is_connection_lost(exc):
+                        self._rows_updated[step.id] = backfill.rows_updated
                         raise
                     # A batch failed for good (e.g. a value the conversion
                     # rejects): a StatementError, so the job is marked failed.
