@@ -13,9 +13,15 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 
+from pgonline import journal
+from pgonline.connection import connect
+from pgonline.executor import ExecOptions, Executor
+from pgonline.progress import Progress
+from pgonline.reconnect import JobTakenOver
 from pgonline.retry import is_connection_lost
 from tests.conftest import spawn_online
 from tests.support import servers
@@ -212,3 +218,37 @@ def test_server_down_past_reconnect_timeout_exits_5_and_resume_completes(db, dsn
         r = online("resume", "1")
         assert r.code == 0, r.err
         _assert_backfilled_exactly_once(after)
+
+
+async def _take_back(dsn: str, job_id: int, backend_pid: int) -> str:
+    """What the executor does with a job on its new session: 'ours' or the refusal."""
+    ex = Executor(dsn, ExecOptions(), Progress(bar=False))
+    ex._backend_pid = backend_pid
+    conn = await connect(dsn)
+    try:
+        job = await journal.load_job(conn, job_id)
+        try:
+            await ex._take_job_back(conn, job)
+        except JobTakenOver as exc:
+            return exc.message
+        return "ours"
+    finally:
+        await conn.close()
+
+
+def test_after_reconnecting_a_job_another_process_took_is_left_to_it(db, dsn, online):
+    create_users(db, 10)
+    assert online(*BACKFILL, "--phase", "expand").code == 0
+    db.execute("UPDATE pgonline.jobs SET status = 'running', pid = 4242")
+    before = db.execute("SELECT status, pid, updated_at FROM pgonline.jobs").fetchone()
+    # Another runner holds the job's lock (it resumed the job while we were away).
+    with psycopg.connect(dsn, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s, 1)", [journal.LOCK_NAMESPACE])
+        assert "taken over by another process" in anyio.run(_take_back, dsn, 1, 4242)
+    # Another runner ran it in the gap and is gone: the journal names its pid.
+    assert "run by another process" in anyio.run(_take_back, dsn, 1, 4343)
+    # Nothing was written for either refusal.
+    assert db.execute("SELECT status, pid, updated_at FROM pgonline.jobs").fetchone() == before
+    # Our own job: taken back, now under the new session's pid.
+    assert anyio.run(_take_back, dsn, 1, 4242) == "ours"
+    assert db.execute("SELECT status, pid <> 4242 FROM pgonline.jobs").fetchone() == ("running", True)
