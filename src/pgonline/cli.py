@@ -75,8 +75,8 @@ def exec_options(f: F) -> F:
         click.option("--reconnect-timeout", "reconnect_timeout_s", type=click.FloatRange(0),
                      default=_EXEC.reconnect_timeout_s, show_default=True, metavar="SECONDS",
                      help="When the server ends our session (terminated backend, restart, "
-                          "failover), keep reconnecting this long, then continue the job; "
-                          "past it, stop resumably (exit 5)."),
+                          "failover), try to reconnect for up to this long and continue the "
+                          "job once connected; past it, stop resumably (exit 5)."),
         click.option("--maintenance-wait", "maintenance_wait_s", type=click.FloatRange(0),
                      default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
                      help="Before a locking step, wait this long at most, outside the lock queue, "
