@@ -162,7 +162,8 @@ class Backfill:
     """Runs one backfill step of one job to completion (or to a pause/cancel)."""
 
     def __init__(self, conn: Conn, job_id: int, step: Step, *, settings: SessionSettings,
-                 opts: BatchOptions, progress: Progress, throttles: Throttles) -> None:
+                 opts: BatchOptions, progress: Progress, throttles: Throttles,
+                 rows_updated: int = 0) -> None:
         assert step.backfill is not None
         self.conn = conn
         self.job_id = job_id
@@ -175,6 +176,9 @@ class Backfill:
         self.n_keys = len(self.spec.key_columns)
         self.size = opts.initial_size
         self._last_request_poll = float("-inf")
+        # Rows changed by committed batches of this process, carried over by the
+        # executor when it continues the step on a new connection.
+        self.rows_updated = rows_updated
 
     async def _start(self) -> Checkpoint:
         cp = await journal.load_checkpoint(self.conn, self.job_id, self.step.id)
@@ -221,8 +225,10 @@ class Backfill:
 
     async def run(self) -> None:
         cp = await self._start()
+        # rows_done comes from the checkpoint, so continuing after a crash or
+        # a lost connection neither restarts nor double counts it.
         stats = BackfillStats(rows_done=cp.rows_done, rows_total=max(cp.rows_total, cp.rows_done),
-                              batch_size=cp.batch_size)
+                              rows_updated=self.rows_updated, batch_size=cp.batch_size)
         self.size = cp.batch_size
         while not cp.finished:
             await self._wait_for_throttles(stats)
@@ -275,6 +281,7 @@ class Backfill:
             stats.observe(new.rows_done - cp.rows_done, elapsed_ms / 1000 + self.opts.sleep_ms / 1000)
             stats.rows_done, stats.rows_total = new.rows_done, new.rows_total
             stats.rows_updated += updated
+            self.rows_updated = stats.rows_updated
             cp = new
             self.size = next_batch_size(self.size, elapsed_ms, self.opts)
             stats.batch_size = self.size

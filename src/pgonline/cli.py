@@ -44,6 +44,7 @@ def dsn_option(f: F) -> F:
 
 _BATCH = BatchOptions()
 _SESSION = SessionSettings()
+_EXEC = ExecOptions()
 
 
 def exec_options(f: F) -> F:
@@ -71,6 +72,11 @@ def exec_options(f: F) -> F:
         click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
                      default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
                      help="Give up waiting for a lock after this long, then retry."),
+        click.option("--reconnect-timeout", "reconnect_timeout_s", type=click.FloatRange(0),
+                     default=_EXEC.reconnect_timeout_s, show_default=True, metavar="SECONDS",
+                     help="When the server ends our session (terminated backend, restart, "
+                          "failover), try to reconnect for up to this long and continue the "
+                          "job once connected; past it, stop resumably (exit 5)."),
         click.option("--maintenance-wait", "maintenance_wait_s", type=click.FloatRange(0),
                      default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
                      help="Before a locking step, wait this long at most, outside the lock queue, "
@@ -101,6 +107,7 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
     options = ExecOptions(
         settings=settings, batch=batch,
         max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
+        reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       dry_run=kw.pop("dry_run"), out=click.echo)

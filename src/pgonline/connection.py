@@ -82,10 +82,12 @@ def with_database(dsn: str, dbname: str) -> str:
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
-async def connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[tuple[object, ...]]:
+async def connect(dsn: str, *, autocommit: bool = True,
+                  connect_timeout_s: int = 10) -> psycopg.AsyncConnection[tuple[object, ...]]:
     try:
         conn = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=autocommit, application_name=APPLICATION_NAME, connect_timeout=10
+            dsn, autocommit=autocommit, application_name=APPLICATION_NAME,
+            connect_timeout=connect_timeout_s,
         )
     except psycopg.OperationalError as exc:
         raise ConnectError(f"cannot connect to PostgreSQL: {redact(str(exc)).strip()}") from None

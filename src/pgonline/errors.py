@@ -12,7 +12,8 @@ Exit codes (documented in README.md):
  2    usage error: bad arguments, bad identifier, bad type or expression
  3    catalog conflict: missing table/column, column already exists, ...
  4    pre-flight refused: data would violate the change (NULLs, duplicates)
- 5    lock not obtained: retries exhausted while other sessions held locks
+ 5    lock not obtained: retries exhausted while other sessions held locks;
+      or the server could not be reached again within --reconnect-timeout
  6    job error: unknown job, job already running, job in a final state
  7    cannot connect to PostgreSQL
  8    migration directory error (naming, checksum, dirty state)
@@ -56,6 +57,12 @@ class PreflightError(PgOnlineError):
 
 class LockUnavailableError(PgOnlineError):
     """Our DDL kept timing out waiting for a lock; we gave up instead of queueing."""
+
+    exit_code = 5
+
+
+class ConnectionLost(PgOnlineError):
+    """Our session ended and the server could not be reached again in time; resumable."""
 
     exit_code = 5
 

@@ -9,7 +9,10 @@ the executor only adds the safety envelope around each step:
 * transactional steps commit together with their "done" row in the journal;
 * non-transactional steps (``CONCURRENTLY``) carry a ``done_if`` probe, so a
   crash between the statement and the journal update is harmless on resume;
-* one runner per job, enforced by a session advisory lock.
+* one runner per job, enforced by a session advisory lock;
+* a lost session (terminated backend, restart, failover) is reopened within
+  ``--reconnect-timeout`` and the job continues from its journal
+  (:mod:`pgonline.reconnect`).
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from pgonline import journal, maintenance_wait
 from pgonline.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
 from pgonline.blockers import LockWatch
 from pgonline.connection import RESET_TIMEOUTS, SessionSettings, connect, session_setup, timeouts
-from pgonline.errors import Interrupted, JobError, PgOnlineError, StatementError
-from pgonline.journal import Job, JobStatus, Request, StepStatus
+from pgonline.errors import ConnectError, ConnectionLost, Interrupted, JobError, PgOnlineError, StatementError
+from pgonline.journal import Job, JobStatus, Request, StepRecord, StepStatus
 from pgonline.plan import LockLevel, Phase, Plan, Step
 from pgonline.progress import Progress
-from pgonline.retry import with_retries
+from pgonline.reconnect import JobTakenOver, reopen
+from pgonline.retry import is_connection_lost, with_retries
 from pgonline.throttle import Throttles
 
 log = structlog.get_logger("pgonline.executor")
@@ -44,6 +48,9 @@ class ExecOptions:
     batch: BatchOptions = field(default_factory=BatchOptions)
     max_attempts: int = 30
     phase: Phase | None = None
+    # After our session is lost, keep trying to reconnect this long (seconds)
+    # before giving up resumably (exit 5).
+    reconnect_timeout_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,12 @@ class Executor:
         self.progress = progress
         self.throttles = throttles or Throttles()
         self._relation = ""
+        # The session running the job; replaced when it is lost and reopened.
+        self._conn: Conn | None = None
+        self._backend_pid: int | None = None
+        self._step_running: str | None = None
+        # Per backfill step: rows updated by this process before a lost connection.
+        self._rows_updated: dict[str, int] = {}
 
     async def _query_bool(self, conn: Conn, query: str) -> bool:
         cur = await conn.execute(query)
@@ -158,13 +171,15 @@ class Executor:
             else:
                 await attempts()
         except psycopg.Error as exc:
+            if is_connection_lost(exc):
+                raise  # the executor reconnects and runs the step again
             raise _server_error(step, exc) from exc
         return not skipped
 
     async def run(self, plan: Plan | None = None, *, job_id: int | None = None) -> JobResult:
         """Start ``plan`` as a new job, or resume job ``job_id``, or the unfinished twin of ``plan``."""
         t0 = time.monotonic()
-        conn = await connect(self.dsn)
+        conn = self._conn = await connect(self.dsn)
         try:
             setup = session_setup(self.options.settings)
             if setup is not None:
@@ -177,11 +192,11 @@ class Executor:
             if not await journal.try_lock_job(conn, job.id):
                 raise JobError(f"job {job.id} is already being run by another process",
                                hint="watch it with `online status`")
-            return await self._drive(conn, job, resumed, t0)
+            return await self._drive(job, resumed, t0)
         finally:
             with anyio.CancelScope(shield=True):
                 await self.throttles.aclose()
-            await conn.close()
+            await self._conn.close()
 
     async def _check_request(self, conn: Conn, job_id: int) -> None:
         """Honour `online pause/cancel` from another terminal between steps."""
@@ -204,7 +219,9 @@ class Executor:
         new_id = await journal.create_job(conn, plan, self.options.phase)
         return await journal.load_job(conn, new_id), False
 
-    async def _drive(self, conn: Conn, job: Job, resumed: bool, t0: float) -> JobResult:
+    async def _drive(self, job: Job, resumed: bool, t0: float) -> JobResult:
+        assert self._conn is not None
+        conn = self._conn
         plan = job.plan
         self._relation = plan.target
         records = await journal.steps(conn, job.id)
@@ -224,36 +241,34 @@ class Executor:
                     hint=f"run `online resume {job.id} --phase {first}` first",
                 )
         await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
+        self._backend_pid = conn.info.backend_pid
         self.progress.job(job.id, plan.kind, plan.target, resumed)
         ran: list[str] = []
         try:
-            for i, step in enumerate(plan.steps, 1):
-                if step not in todo:
-                    continue
-                if records[step.id].status is StepStatus.DONE:
-                    self.progress.step_skipped(step, "done in an earlier run")
-                    continue
-                await self._check_request(conn, job.id)
-                self.progress.step_started(i, len(plan.steps), step)
-                s0 = time.monotonic()
-                if step.backfill is not None:
-                    try:
-                        await Backfill(conn, job.id, step, settings=self.options.settings,
-                                       opts=self.options.batch, progress=self.progress,
-                                       throttles=self.throttles).run()
-                    except psycopg.Error as exc:
-                        # A batch failed for good (e.g. a value the conversion
-                        # rejects): a StatementError, so the job is marked failed.
-                        raise _server_error(step, exc) from exc
-                elif not await self._run_sql_step(conn, job.id, step):
-                    self.progress.step_skipped(step, "effect already present")
-                self.progress.step_finished(step, time.monotonic() - s0)
-                ran.append(step.id)
+            while True:
+                try:
+                    await self._run_steps(job, todo, records, ran)
+                    break
+                except psycopg.Error as exc:
+                    if not is_connection_lost(exc):
+                        raise
+                    records = await self._reconnect(job, exc)
+                    lost_step, self._step_running = self._step_running, None
+                    if lost_step is not None and lost_step not in ran \
+                            and records[lost_step].status is StepStatus.DONE:
+                        # Its transaction committed just before the session ended.
+                        ran.append(lost_step)
         except JobCancelled as exc:
             await self._finish(job.id, JobStatus.CANCELLED, exc)
             raise
         except JobPaused as exc:
             await self._finish(job.id, JobStatus.PAUSED, exc)
+            raise
+        except JobTakenOver:
+            raise  # the journal is the other runner's now: record nothing
+        except ConnectionLost as exc:
+            # Resumable: everything done so far is committed with its journal row.
+            await self._finish(job.id, JobStatus.INTERRUPTED, exc)
             raise
         except PgOnlineError as exc:
             await self._finish(job.id, JobStatus.FAILED, exc, default_hint=(
@@ -279,6 +294,107 @@ class Executor:
             await self._finish(job.id, JobStatus.DONE, None)
             status = JobStatus.DONE
         return JobResult(job.id, status, resumed, time.monotonic() - t0, tuple(ran))
+
+    async def _run_steps(self, job: Job, todo: tuple[Step, ...],
+                         records: dict[str, StepRecord], ran: list[str]) -> None:
+        """Run the steps the journal does not list as done, in plan order.
+
+        Called again with a re-read journal after a reconnect, so it must rely
+        on ``records`` alone for what is left.
+        """
+        assert self._conn is not None
+        conn = self._conn
+        plan = job.plan
+        for i, step in enumerate(plan.steps, 1):
+            if step not in todo:
+                continue
+            if records[step.id].status is StepStatus.DONE:
+                if step.id not in ran:
+                    self.progress.step_skipped(step, "done in an earlier run")
+                continue
+            await self._check_request(conn, job.id)
+            self.progress.step_started(i, len(plan.steps), step)
+            s0 = time.monotonic()
+            self._step_running = step.id
+            if step.backfill is not None:
+                # Continues from the last committed checkpoint, so rows done
+                # before a lost connection are neither redone nor counted twice.
+                backfill = Backfill(conn, job.id, step, settings=self.options.settings,
+                                    opts=self.options.batch, progress=self.progress,
+                                    throttles=self.throttles,
+                                    rows_updated=self._rows_updated.get(step.id, 0))
+                try:
+                    await backfill.run()
+                except psycopg.Error as exc:
+                    if is_connection_lost(exc):
+                        self._rows_updated[step.id] = backfill.rows_updated
+                        raise
+                    # A batch failed for good (e.g. a value the conversion
+                    # rejects): a StatementError, so the job is marked failed.
+                    raise _server_error(step, exc) from exc
+            elif not await self._run_sql_step(conn, job.id, step):
+                self.progress.step_skipped(step, "effect already present")
+            self._step_running = None
+            self.progress.step_finished(step, time.monotonic() - s0)
+            ran.append(step.id)
+
+    async def _reconnect(self, job: Job, exc: psycopg.Error) -> dict[str, StepRecord]:
+        """Replace the lost session, take the job back and return the re-read journal.
+
+        Retries (jittered backoff) until ``reconnect_timeout_s`` after the loss,
+        also when the new session is lost again before the job is back in hand.
+        """
+        timeout = self.options.reconnect_timeout_s
+        deadline = time.monotonic() + timeout
+        log.warning("connection lost; reconnecting", job=job.id, step=self._step_running,
+                    sqlstate=exc.sqlstate, error=str(exc).strip(), reconnect_timeout_s=timeout)
+        while True:
+            assert self._conn is not None
+            with anyio.CancelScope(shield=True):
+                await self._conn.close()  # already broken: this only frees it
+            try:
+                conn = await reopen(self.dsn, deadline=deadline, what=str(job.id))
+            except ConnectError as err:
+                raise ConnectionLost(
+                    f"job {job.id}: lost the connection to PostgreSQL and could not get it "
+                    f"back within --reconnect-timeout {timeout:g}s ({' '.join(err.message.split())})",
+                    hint=f"completed steps and backfill progress are saved; once the server "
+                         f"is reachable, continue with `online resume {job.id}`",
+                ) from None
+            self._conn = conn
+            try:
+                records = await self._take_job_back(conn, job)
+            except psycopg.Error as again:
+                if not is_connection_lost(again):
+                    raise
+                log.warning("connection lost again while reconnecting", job=job.id,
+                            sqlstate=again.sqlstate, error=str(again).strip())
+                continue
+            log.warning("reconnected; continuing from the journal", job=job.id,
+                        backend_pid=conn.info.backend_pid)
+            return records
+
+    async def _take_job_back(self, conn: Conn, job: Job) -> dict[str, StepRecord]:
+        """On a new session: our settings, the job lock, and proof nobody ran the job meanwhile."""
+        setup = session_setup(self.options.settings)
+        if setup is not None:
+            await conn.execute(setup)
+        if not await journal.try_lock_job(conn, job.id):
+            raise JobTakenOver(f"job {job.id} was taken over by another process while our "
+                               f"connection was lost; stopping here",
+                               hint="watch it with `online status`")
+        status, pid = await journal.runner(conn, job.id)
+        if status is not JobStatus.RUNNING or pid != self._backend_pid:
+            # Someone resumed (and maybe finished, paused or rolled back) the job
+            # in the gap: its journal no longer describes our run.  (Our lock
+            # goes when run() closes this session.)
+            raise JobTakenOver(f"job {job.id} was run by another process while our connection "
+                               f"was lost (now {status}); stopping here",
+                               hint="see it with `online status`")
+        # Keeps a pending pause/cancel request: it is honoured at the next check.
+        await journal.set_job(conn, job.id, JobStatus.RUNNING)
+        self._backend_pid = conn.info.backend_pid
+        return await journal.steps(conn, job.id)
 
     async def _finish(self, job_id: int, status: JobStatus, exc: BaseException | None,
                       default_hint: str | None = None) -> None:

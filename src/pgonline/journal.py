@@ -338,6 +338,15 @@ async def try_lock_job(conn: Conn, job_id: int) -> bool:
     return bool(row and row[0])
 
 
+async def runner(conn: Conn, job_id: int) -> tuple[JobStatus, int | None]:
+    """The job's status and the backend pid of the runner that last set it running."""
+    cur = await conn.execute("SELECT status, pid FROM pgonline.jobs WHERE id = %s", [job_id])
+    row = await cur.fetchone()
+    if row is None:
+        raise JobError(f"job {job_id} does not exist", hint="`online status` lists jobs")
+    return JobStatus(row[0]), row[1]
+
+
 async def job_is_locked(conn: Conn, job_id: int) -> bool:
     """True while some session (a live runner) holds job N's advisory lock."""
     cur = await conn.execute(

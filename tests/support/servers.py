@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from pgonline.local_server import LocalServer
+
 
 @dataclass
 class TestServer:
@@ -20,6 +22,8 @@ class TestServer:
     description: str
     bindir: str | None = None
     run_as: str | None = None
+    # Set when the session started the server itself, so a test can restart it.
+    local: LocalServer | None = None
 
 
 def _docker_answers() -> bool:
@@ -50,6 +54,6 @@ def test_server() -> Iterator[TestServer]:
 
     server = start_from_bindir(pgbin) if pgbin else start_embedded()
     try:
-        yield TestServer(server.dsn, server.version, str(server.bindir), server.run_as)
+        yield TestServer(server.dsn, server.version, str(server.bindir), server.run_as, server)
     finally:
         server.stop()
