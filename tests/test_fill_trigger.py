@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import time
 
+import anyio
+import psycopg
 import pytest
+from pgonline.strategies._ddl import not_null_steps
 
+from pgonline.catalog import table_facts
+from pgonline.connection import connection
+from pgonline.identifiers import QualifiedName
 from tests.support.old_app import OldApp, helper_objects, step_committed_after
 from tests.support.tables import columns, create_users, not_null_step_ids, schema_snapshot
 
@@ -192,3 +198,30 @@ def test_a_column_named_like_a_plpgsql_variable_is_read_from_the_row(db, online)
     assert r.code == 0, r.err
     db.execute("INSERT INTO users (id, found, \"Tg_Op\") VALUES (99, 'a', 'b')")
     assert db.execute("SELECT v FROM users WHERE id = 99").fetchone() == ("ab",)
+
+
+
+def _table_facts(dsn: str):
+    async def go():
+        async with connection(dsn) as conn:
+            return await table_facts(conn, QualifiedName("public", "users"))
+
+    return anyio.run(go)
+
+
+def test_a_validate_that_meets_a_null_says_the_not_valid_constraint_stays_and_how_out(db, dsn):
+    # The instant between check-nulls and the NOT VALID constraint, replayed step by
+    # step: a NULL got in just before the constraint.
+    create_users(db, 10)
+    major = db.info.server_version // 10000
+    steps = {s.id: s for s in not_null_steps(_table_facts(dsn), "email", major=major)}
+    add, validate = (("add-not-null", "validate-not-null") if major >= 18
+                     else ("add-check", "validate-check"))
+    db.execute(steps["check-nulls"].sql)
+    db.execute("UPDATE users SET email = NULL WHERE id = 3")
+    db.execute(steps[add].sql)
+    with pytest.raises(psycopg.IntegrityError) as err:
+        db.execute(steps[validate].sql)
+    detail = err.value.diag.message_detail or ""
+    assert "stays NOT VALID and rejects writes of NULL" in detail
+    assert "resume the job" in detail and "roll the job back" in detail
