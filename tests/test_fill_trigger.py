@@ -225,3 +225,16 @@ def test_a_validate_that_meets_a_null_says_the_not_valid_constraint_stays_and_ho
     detail = err.value.diag.message_detail or ""
     assert "stays NOT VALID and rejects writes of NULL" in detail
     assert "resume the job" in detail and "roll the job back" in detail
+
+
+def test_an_expression_reading_a_generated_column_is_refused(db, online):
+    db.execute("CREATE TABLE users (id int PRIMARY KEY, email text,"
+               " domain text GENERATED ALWAYS AS (split_part(email, '@', 2)) STORED)")
+    db.execute("INSERT INTO users (id, email) VALUES (1, 'a@b')")
+    before = schema_snapshot(db)
+    r = online("add-column", "users", "d2", "text", "--backfill", "upper(domain)")
+    assert r.code == 2, (r.out, r.err)
+    assert 'generated column "domain"' in r.err
+    r = online("add-column", "users", "d2", "text", "--backfill", "upper(email)")
+    assert r.code == 0, r.err
+    assert schema_snapshot(db) != before

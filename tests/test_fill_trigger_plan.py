@@ -9,7 +9,7 @@ from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, pl
 
 from pgonline.errors import UsageError
 from pgonline.facts import ColumnFacts, ExpressionFacts, ServerFacts, TableFacts
-from pgonline.row_expression import over_new_row
+from pgonline.row_expression import over_new_row, referenced_columns
 
 
 def _table(name: str = "users", schema: str = "public") -> TableFacts:
@@ -91,3 +91,9 @@ def test_column_references_are_rewritten_to_the_new_row_on_the_parse_tree(expr, 
 def test_what_reads_more_than_the_row_is_refused(expr):
     with pytest.raises(UsageError, match="cannot be evaluated per row"):
         over_new_row(expr, schema="public", table="users")
+
+
+def test_referenced_columns_names_what_the_expression_reads():
+    assert referenced_columns("md5(email) || users.id", schema="public", table="users") == {
+        "email", "id"}
+    assert "*" in referenced_columns("row_to_json(users)::text", schema="public", table="users")

@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from pgonline import row_expression
 from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
 from pgonline.errors import CatalogError, UsageError
 from pgonline.facts import TableFacts
@@ -271,6 +272,7 @@ async def check_per_row_expression(conn: Conn, table: TableFacts, expr: str, col
     definition (ACCESS SHARE), never locked for writing.  ``type_sql`` adds the
     column to the copy first (add-column: it does not exist yet).
     """
+    await _refuse_generated_inputs(conn, table, expr)
     probe = sql.Identifier("pg_temp", "pgonline_row_probe")
     stmts: list[sql.Composed] = [
         sql.SQL("CREATE TEMP TABLE pgonline_row_probe (LIKE {}) ON COMMIT DROP").format(table.ident),
@@ -301,3 +303,23 @@ async def check_per_row_expression(conn: Conn, table: TableFacts, expr: str, col
 # an aggregate (grouping_error), a window function (windowing_error), a
 # set-returning function (feature_not_supported).
 _NOT_PER_ROW = frozenset({"42803", "42P20", "0A000"})
+
+
+async def _refuse_generated_inputs(conn: Conn, table: TableFacts, expr: str) -> None:
+    """A BEFORE trigger sees stored generated columns before they are computed (NULL), so
+    the fill trigger would compute another value than the backfill: refuse such inputs."""
+    if conn.info.server_version < 120000:
+        return  # no generated columns before PostgreSQL 12
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+        " AND NOT attisdropped AND attgenerated <> '' ORDER BY attnum", [table.oid])
+    generated = [str(r[0]) for r in await cur.fetchall()]
+    used = row_expression.referenced_columns(expr, schema=table.schema, table=table.name)
+    bad = [g for g in generated if g in used or "*" in used]
+    if bad:
+        raise UsageError(
+            f"backfill expression {expr!r} cannot be evaluated per row: it reads the generated "
+            f"column {sql.Identifier(bad[0]).as_string(None)}, which a BEFORE trigger sees "
+            "before it is computed",
+            hint="use the generated column's own expression over the columns it is built from",
+        )

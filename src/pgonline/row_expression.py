@@ -75,6 +75,27 @@ def _over_new(fields: tuple[object, ...], text: str, schema: str,
     return tuple(ast.String(sval=n) for n in (ROW, *names))
 
 
+def referenced_columns(text: str, *, schema: str, table: str) -> frozenset[str]:
+    """The columns ``text`` reads; ``"*"`` stands for a whole-row reference (every column)."""
+    expr = _parse(text)
+    _walk(expr, text, schema, table)
+    found: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, ast.ColumnRef):
+            names = [str(f.sval) for f in node.fields or () if isinstance(f, ast.String)]
+            found.add(names[1] if len(names) > 1 else "*")
+        elif isinstance(node, ast.Node):
+            for attr in node:
+                collect(getattr(node, attr))
+        elif isinstance(node, tuple | list):
+            for item in node:
+                collect(item)
+
+    collect(expr)
+    return frozenset(found)
+
+
 def over_new_row(text: str, *, schema: str, table: str) -> str:
     """``text`` with every column reference rewritten to ``NEW.<column>``, rendered.
 
