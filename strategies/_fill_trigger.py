@@ -78,7 +78,7 @@ def fill_trigger(t: TableFacts, column: str, expr: str) -> FillTrigger:
     return FillTrigger(name=name, create_sql=_s(create), drop_sql=_s(drop))
 
 
-def install_step(t: TableFacts, trigger: FillTrigger) -> Step:
+def install_step(trigger: FillTrigger) -> Step:
     """Install the trigger on its own (set-not-null: the column already exists)."""
     return Step(
         id="install-fill-trigger", phase=Phase.EXPAND, lock=LockLevel.SHARE_ROW_EXCLUSIVE,

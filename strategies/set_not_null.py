@@ -88,9 +88,9 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
                 hint="add a primary key first (online add-primary-key), then retry",
             )
         # The trigger first: from its commit, a write that leaves the column NULL
-        # gets the backfill value, so the backfill's work cannot be undone behind it.
+        # gets the backfill value, so no row turns NULL behind the backfill's walk.
         trigger = fill_trigger(t, args.column, args.backfill)
-        steps.append(install_step(t, trigger))
+        steps.append(install_step(trigger))
         steps.append(Step(
             id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
             description=f"fill the {facts.null_rows} NULL rows in short keyset batches",
