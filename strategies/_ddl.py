@@ -186,30 +186,107 @@ def not_null_constraint_name(t: TableFacts, column: str) -> str:
     return derived_name(t.name, column, "not_null")
 
 
+NO_NULLS_TAG = "$pgonline_nn$"
+
+
+def no_nulls_step(t: TableFacts, column: str) -> Step:
+    """Count the NULLs right before the NOT VALID constraint, and stop while any remain.
+
+    Rows can turn NULL between planning and the contract phase (the
+    application still writing NULLs, a backfill expression that is NULL for
+    some rows, days between ``--phase backfill`` and ``--phase contract``).
+    Once the NOT VALID constraint exists, every such write of the
+    application fails, so it is added only when this scan (ACCESS SHARE, it
+    blocks nothing) found none; otherwise the step fails with the count and
+    nothing has been constrained.
+    """
+    table, col = t.ident, sql.Identifier(column)
+    what = sql.Literal(f" rows of {t.display} have {render(col)} IS NULL; nothing is "
+                       "constrained yet")
+    body = sql.SQL(
+        "DECLARE n bigint;\nBEGIN\n"
+        "  SELECT count(*) INTO n FROM {table} WHERE {col} IS NULL;\n"
+        "  IF n > 0 THEN\n"
+        "    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = n || {what};\n"
+        "  END IF;\nEND"
+    ).format(table=table, col=col, what=what)
+    if NO_NULLS_TAG in render(body):
+        raise CatalogError(f"names must not contain {NO_NULLS_TAG}")
+    return Step(
+        id="check-nulls", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_SHARE,
+        description="count the NULLs left; stop before constraining anything if there are any",
+        sql=render(sql.SQL("DO {tag}\n{body}\n{tag}").format(tag=sql.SQL(NO_NULLS_TAG),
+                                                              body=body)),
+        why_safe="a read-only scan under ACCESS SHARE: reads and writes continue",
+    )
+
+
+def validate_not_null_step(t: TableFacts, name: str, column: str, *, step_id: str,
+                           description: str, why_safe: str) -> Step:
+    """``VALIDATE CONSTRAINT name``; if a NULL slipped in, say what the NOT VALID one now does.
+
+    A NULL written after :func:`no_nulls_step` makes VALIDATE fail with the
+    constraint still NOT VALID, and it keeps rejecting NULL writes; the error
+    says so and how to get out (fix the rows and resume, or roll back).
+    """
+    con = sql.Identifier(name)
+    detail = sql.Literal(
+        f"constraint {render(con)} stays NOT VALID and rejects writes of NULL to "
+        f"{render(sql.Identifier(column))}: fill the NULL rows and resume the job, or roll "
+        "the job back to drop the constraint")
+    body = sql.SQL(
+        "BEGIN\n  ALTER TABLE {table} VALIDATE CONSTRAINT {con};\n"
+        "EXCEPTION WHEN not_null_violation OR check_violation THEN\n"
+        "  RAISE EXCEPTION USING ERRCODE = SQLSTATE, MESSAGE = SQLERRM, DETAIL = {detail};\n"
+        "END"
+    ).format(table=t.ident, con=con, detail=detail)
+    if NO_NULLS_TAG in render(body):
+        raise CatalogError(f"names must not contain {NO_NULLS_TAG}")
+    return Step(
+        id=step_id, phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+        description=description,
+        sql=render(sql.SQL("DO {tag}\n{body}\n{tag}").format(tag=sql.SQL(NO_NULLS_TAG),
+                                                              body=body)),
+        done_if=constraint_exists_query(t, name, validated=True),
+        why_safe=why_safe,
+    )
+
+
 def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
     """Make ``column`` NOT NULL without scanning under a blocking lock (all transactional).
 
-    PostgreSQL >= 18 has NOT NULL constraints that can be added NOT VALID and
-    validated later: one instant ACCESS EXCLUSIVE step, then the scan under
-    SHARE UPDATE EXCLUSIVE.  Older servers need a helper CHECK: CHECK NOT
-    VALID → VALIDATE → SET NOT NULL (proven by the check) → drop the check,
-    three ACCESS EXCLUSIVE steps instead of one.
+    First a read-only count of the NULLs (:func:`no_nulls_step`), so that no
+    NOT VALID constraint is added while rows would make it fail.  PostgreSQL
+    >= 18 has NOT NULL constraints that can be added NOT VALID and validated
+    later: one instant ACCESS EXCLUSIVE step, then the scan under SHARE UPDATE
+    EXCLUSIVE.  Older servers need a helper CHECK: CHECK NOT VALID → VALIDATE
+    → SET NOT NULL (proven by the check) → drop the check, three ACCESS
+    EXCLUSIVE steps instead of one.
     """
     table, col = t.ident, sql.Identifier(column)
+    scan_why = "VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"
     if major >= 18:
         name = not_null_constraint_name(t, column)
         return [
+            no_nulls_step(t, column),
             add_not_valid_step(t, name, sql.SQL("NOT NULL {}").format(col), step_id="add-not-null",
                                phase=Phase.CONTRACT,
                                description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)"),
-            validate_step(t, name, step_id="validate-not-null",
-                          description="validate it against existing rows: the column is then NOT NULL",
-                          why_safe="VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes "
-                          "continue"),
+            validate_not_null_step(
+                t, name, column, step_id="validate-not-null",
+                description="validate it against existing rows: the column is then NOT NULL",
+                why_safe=scan_why),
         ]
-    check = sql.Identifier(not_null_check_name(t, column))
+    name = not_null_check_name(t, column)
+    check = sql.Identifier(name)
     return [
-        *not_null_check_steps(t, column, phase=Phase.CONTRACT),
+        no_nulls_step(t, column),
+        add_not_valid_step(t, name, sql.SQL("CHECK ({} IS NOT NULL)").format(col),
+                           step_id="add-check", phase=Phase.CONTRACT,
+                           description="add CHECK (col IS NOT NULL) NOT VALID"),
+        validate_not_null_step(t, name, column, step_id="validate-check",
+                               description="validate the check against existing rows",
+                               why_safe=scan_why),
         Step(
             id="set-not-null", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
             description="SET NOT NULL, proven by the validated check",

@@ -11,10 +11,21 @@ What we do instead:
   checked against the stored default, so no scan either.
 * Otherwise: add the column without a default (catalog only) and set the
   default for new rows in the same statement → backfill existing rows in
-  batches → ``CHECK (c IS NOT NULL) NOT VALID`` → ``VALIDATE`` (scans under
-  SHARE UPDATE EXCLUSIVE, which does not block reads or writes) → ``SET NOT
-  NULL`` (PostgreSQL ≥ 12 proves it from the validated check, no scan) →
-  drop the helper check.
+  batches → (``--not-null``) count the NULLs left, NOT NULL ``NOT VALID`` →
+  ``VALIDATE`` (scans under SHARE UPDATE EXCLUSIVE, which does not block
+  reads or writes; before PostgreSQL 18 through a helper CHECK, see
+  ``_ddl.not_null_steps``).
+
+With ``--backfill EXPR`` the application keeps writing rows, with code that
+does not know the column, while the backfill runs: the same transaction as
+``ADD COLUMN`` installs a trigger that sets the column to EXPR (computed over
+``NEW``) whenever a write leaves it NULL (``_fill_trigger``), so there is no
+instant in which such a write can store a NULL; the trigger is dropped after
+NOT NULL is validated.  A volatile ``--default`` alone needs no trigger: the
+default is set in the very ``ALTER`` that adds the column, so every insert
+that omits the column gets it, and code that does not know the column never
+writes NULL into it (an explicit NULL is caught by the NULL count before any
+constraint exists).
 """
 
 from __future__ import annotations
@@ -22,6 +33,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps
+from pgonline.strategies._fill_trigger import drop_step, fill_trigger
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
@@ -96,13 +108,22 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)
     if args.default is not None:
         add = sql.SQL("{}, ALTER COLUMN {} SET DEFAULT ({})").format(add, col, sql.SQL(args.default))
+    add_sql, description = _s(add), "add the column without a default; set the default for new rows only"
+    why = ("a column added without a default is a catalog-only change; SET DEFAULT "
+           "affects future inserts only, so existing rows are not rewritten")
+    trigger = None if args.backfill is None else fill_trigger(t, args.column, args.backfill)
+    if trigger is not None:
+        # One transaction: no write can land between ADD COLUMN and the trigger,
+        # and a rollback drops the trigger before the column its function reads.
+        add_sql = f"{add_sql};\n{trigger.create_sql}"
+        undo = f"{trigger.drop_sql};\n{undo}"
+        description += "; in the same transaction, the trigger filling rows the application writes"
+        why += ("; CREATE TRIGGER in the same transaction needs no other lock, and from its "
+                "commit every write that leaves the column NULL gets the backfill value")
     steps = [
         Step(
             id="add-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
-            description="add the column without a default; set the default for new rows only",
-            sql=_s(add), undo_sql=undo,
-            why_safe="a column added without a default is a catalog-only change; SET DEFAULT "
-            "affects future inserts only, so existing rows are not rewritten",
+            description=description, sql=add_sql, undo_sql=undo, why_safe=why,
         ),
         Step(
             id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
@@ -119,8 +140,22 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     notes = ["staged path: " + ("the default is volatile, so PostgreSQL would rewrite the table"
                                 if facts.default is not None and facts.default.volatile
                                 else "existing rows need a computed value")]
+    if trigger is not None:
+        got = ("the default if they omit the column, else the backfill value when they leave it NULL"
+               if args.default is not None else "the backfill value when they leave it NULL")
+        notes.append(f"rows the application writes during the change get {got} "
+                     f"(trigger {trigger.name}, computed from the row as written)")
     if args.not_null:
         steps += not_null_steps(t, args.column, major=facts.server.major)
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
+    if trigger is not None:
+        steps.append(drop_step(trigger, keeps="NOT NULL now rejects a NULL" if args.not_null
+                               else "the backfill is complete"))
+        if args.default is None:
+            notes.append(
+                "once the contract phase has dropped the trigger, an INSERT that omits the column "
+                + ("fails (NOT NULL, no default): deploy code that writes the column before "
+                   "the contract phase (--phase), or give --default" if args.not_null
+                   else "leaves it NULL"))
     return Plan("add-column", t.display, plan_args, tuple(steps), notes=tuple(notes))

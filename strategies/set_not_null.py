@@ -6,10 +6,15 @@ the table until the scan ends.
 
 What we do instead:
 
-1. (optional, ``--backfill EXPR``) fill ``c`` where it IS NULL, in short keyset
-   batches;
+1. (optional, ``--backfill EXPR``) install a trigger that sets ``c`` to EXPR
+   (over ``NEW``) whenever the application writes a row leaving it NULL (see
+   ``_fill_trigger``), then fill ``c`` where it IS NULL, in short keyset
+   batches; the trigger is dropped after NOT NULL is validated;
 
-then, on PostgreSQL >= 18, which can add a NOT NULL constraint NOT VALID:
+then a read-only count of the NULLs left (the application may have written
+some since the pre-flight): with any, the job stops before constraining
+anything, so no NOT VALID constraint is left rejecting the application's
+writes; then, on PostgreSQL >= 18, which can add a NOT NULL constraint NOT VALID:
 
 2. ``ADD CONSTRAINT <t>_<c>_not_null NOT NULL c NOT VALID``: catalog only, new
    writes are checked from now on (ACCESS EXCLUSIVE for an instant);
@@ -35,6 +40,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps, render, require_columns
+from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
@@ -73,6 +79,7 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
         )
     steps: list[Step] = []
     notes: list[str] = []
+    trigger = None
     if args.backfill is not None:
         key = t.batch_key()
         if key is None:
@@ -80,6 +87,10 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
                 f"{t.display} has no primary key or NOT NULL unique index to batch over",
                 hint="add a primary key first (online add-primary-key), then retry",
             )
+        # The trigger first: from its commit, a write that leaves the column NULL
+        # gets the backfill value, so no row turns NULL behind the backfill's walk.
+        trigger = fill_trigger(t, args.column, args.backfill)
+        steps.append(install_step(trigger))
         steps.append(Step(
             id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
             description=f"fill the {facts.null_rows} NULL rows in short keyset batches",
@@ -91,9 +102,17 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
             why_safe="each batch is its own short transaction; a row the application filled "
             "meanwhile no longer matches IS NULL and is left alone",
         ))
-        notes.append("the application must stop writing NULLs before the contract phase, "
-                     "or the NOT VALID check will reject those writes")
+        notes.append(f"rows the application writes with {render(col)} NULL during the change "
+                     f"get the backfill value (trigger {trigger.name}, computed from the row "
+                     "as written); once NOT NULL is validated the trigger is dropped and a "
+                     "NULL write fails")
+    else:
+        notes.append("the NULLs are counted again right before the NOT VALID constraint: if "
+                     "the application wrote new ones, the job stops there with nothing "
+                     "constrained")
     steps += not_null_steps(t, args.column, major=facts.server.major)
+    if trigger is not None:
+        steps.append(drop_step(trigger, keeps="NOT NULL now rejects a NULL"))
     if facts.server.major < 12:
         notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     return Plan("set-not-null", t.display, asdict(args), tuple(steps), notes=tuple(notes))

@@ -46,7 +46,7 @@ def test_dry_run_prints_steps_with_locks_and_changes_nothing(db, online):
                "--not-null", "--dry-run")
     assert r.code == 0, r.err
     assert "[expand] add-column" in r.out and "ACCESS EXCLUSIVE" in r.out
-    assert f"[contract] {not_null_step_ids(db)[1]}" in r.out and "SHARE UPDATE EXCLUSIVE" in r.out
+    assert f"[contract] {not_null_step_ids(db)[2]}" in r.out and "SHARE UPDATE EXCLUSIVE" in r.out
     assert "outside a transaction" not in r.out
     assert "token" not in columns(db, "users")
     r2 = online("plan", "add-column", "users", "token", "uuid", "--default", "gen_random_uuid()")

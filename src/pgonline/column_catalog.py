@@ -13,6 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from pgonline import row_expression
 from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
 from pgonline.errors import CatalogError, UsageError
 from pgonline.facts import TableFacts
@@ -255,3 +256,70 @@ async def check_conversion(conn: Conn, table: TableFacts, column: str, expr: str
             raise UsageError(f"{what}: {_server_message(exc)}",
                              hint="give the conversion explicitly with --using EXPR") from None
         raise
+
+
+async def check_per_row_expression(conn: Conn, table: TableFacts, expr: str, column: str,
+                                   type_sql: str | None = None) -> None:
+    """Refuse, with the server's reason, an expression that cannot fill one row at a time.
+
+    The fill trigger computes ``expr`` for each row the application writes, so
+    it must be what an ``UPDATE t SET column = (expr)`` accepts: no aggregate,
+    no window function, no set-returning function (the server's own rules,
+    not a list of names), with assignment coercion to the column's type.  The
+    ``UPDATE`` is only planned (``EXPLAIN ... WHERE false``), and against a
+    temporary copy created ``LIKE`` the table, aliased to the table's name so
+    qualified references resolve: the real table is only read for its
+    definition (ACCESS SHARE), never locked for writing.  ``type_sql`` adds the
+    column to the copy first (add-column: it does not exist yet).
+    """
+    await _refuse_generated_inputs(conn, table, expr)
+    probe = sql.Identifier("pg_temp", "pgonline_row_probe")
+    stmts: list[sql.Composed] = [
+        sql.SQL("CREATE TEMP TABLE pgonline_row_probe (LIKE {}) ON COMMIT DROP").format(table.ident),
+    ]
+    if type_sql is not None:
+        stmts.append(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            probe, sql.Identifier(column), sql.SQL(type_sql)))
+    stmts.append(sql.SQL("EXPLAIN UPDATE {} AS {} SET {} = ({}) WHERE false").format(
+        probe, sql.Identifier(table.name), sql.Identifier(column), sql.SQL(expr)))
+    try:
+        async with conn.transaction(force_rollback=True):
+            for stmt in stmts:
+                await conn.execute(stmt)
+    except psycopg.Error as exc:
+        if exc.sqlstate in _NOT_PER_ROW:
+            raise UsageError(
+                f"backfill expression {expr!r} cannot be evaluated per row: "
+                f"{_server_message(exc)}",
+                hint="the value of each row must come from that row's own columns "
+                "(no aggregate, window or set-returning function)",
+            ) from None
+        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22", "0A"):
+            raise UsageError(f"bad backfill expression: {_server_message(exc)}") from None
+        raise
+
+
+# What the server says of an UPDATE ... SET c = EXPR that needs more than one row:
+# an aggregate (grouping_error), a window function (windowing_error), a
+# set-returning function (feature_not_supported).
+_NOT_PER_ROW = frozenset({"42803", "42P20", "0A000"})
+
+
+async def _refuse_generated_inputs(conn: Conn, table: TableFacts, expr: str) -> None:
+    """A BEFORE trigger sees stored generated columns before they are computed (NULL), so
+    the fill trigger would compute another value than the backfill: refuse such inputs."""
+    if conn.info.server_version < 120000:
+        return  # no generated columns before PostgreSQL 12
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0"
+        " AND NOT attisdropped AND attgenerated <> '' ORDER BY attnum", [table.oid])
+    generated = [str(r[0]) for r in await cur.fetchall()]
+    used = row_expression.referenced_columns(expr, schema=table.schema, table=table.name)
+    bad = [g for g in generated if g in used or "*" in used]
+    if bad:
+        raise UsageError(
+            f"backfill expression {expr!r} cannot be evaluated per row: it reads the generated "
+            f"column {sql.Identifier(bad[0]).as_string(None)}, which a BEFORE trigger sees "
+            "before it is computed",
+            hint="use the generated column's own expression over the columns it is built from",
+        )

@@ -67,8 +67,9 @@ def schema_snapshot(db: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
 
 
 def not_null_step_ids(db: psycopg.Connection[Any]) -> list[str]:
-    """The steps that make a column NOT NULL on this server: PostgreSQL >= 18 adds the
-    NOT NULL constraint NOT VALID and validates it; older ones go through a helper CHECK."""
+    """The steps that make a column NOT NULL on this server: count the NULLs left, then
+    PostgreSQL >= 18 adds the NOT NULL constraint NOT VALID and validates it; older ones
+    go through a helper CHECK."""
     if db.info.server_version >= 180000:
-        return ["add-not-null", "validate-not-null"]
-    return ["add-check", "validate-check", "set-not-null", "drop-check"]
+        return ["check-nulls", "add-not-null", "validate-not-null"]
+    return ["check-nulls", "add-check", "validate-check", "set-not-null", "drop-check"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgonline import catalog, sqltext
+from pgonline import catalog, column_catalog, sqltext
 from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName, parse_identifier
@@ -27,7 +27,10 @@ async def add_column(ctx: RunContext, table: str, column: str, type_: str, *,
     async def make_plan(conn: Conn, facts: TableFacts) -> Plan:
         probed = await catalog.probe_default(conn, args.type_sql, args.default)
         if args.backfill is not None:
-            await catalog.check_row_expression(conn, facts, args.backfill, args.type_sql)
+            # The fill trigger computes it one row at a time: refuse aggregates,
+            # window and set-returning functions before anything changes.
+            await column_catalog.check_per_row_expression(conn, facts, args.backfill,
+                                                          args.column, args.type_sql)
         return plan_add_column(
             AddColumnFacts(
                 server=await catalog.server_facts(conn), table=facts, default=probed,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgonline import catalog, preflight_data, sqltext
+from pgonline import catalog, column_catalog, preflight_data, sqltext
 from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName, parse_identifier
@@ -24,7 +24,10 @@ async def set_not_null(ctx: RunContext, table: str, column: str, *,
         col = facts.column(args.column)
         assert col is not None
         if args.backfill is not None:
-            await catalog.check_row_expression(conn, facts, args.backfill, col.type)
+            # The fill trigger computes it one row at a time: refuse aggregates,
+            # window and set-returning functions before anything changes.
+            await column_catalog.check_per_row_expression(conn, facts, args.backfill,
+                                                          args.column)
         # Pre-flight, read-only: how many rows would VALIDATE reject?
         nulls = 0 if col.not_null else await preflight_data.count_nulls(conn, facts,
                                                                          args.column)
