@@ -387,6 +387,12 @@ class Chaos:
                  CROSS JOIN LATERAL jsonb_array_elements(j.plan->'steps') st
                 WHERE j.id = %s AND st->>'id' = s.step_id ORDER BY s.ord""", [self.job]).fetchall()]
 
+    def job_status(self) -> str | None:
+        if self.job is None:
+            return None
+        row = self.db.execute("SELECT status FROM pgonline.jobs WHERE id = %s", [self.job]).fetchone()
+        return None if row is None else str(row[0])
+
     def _journal(self) -> bool:
         row = self.db.execute("SELECT to_regclass('pgonline.jobs') IS NOT NULL").fetchone()
         return bool(row and row[0])
@@ -436,7 +442,10 @@ class Chaos:
         """One run of ``phase``, killed when ``trigger`` fires; the phase is retried when the
         killed run's server session still holds the job (it notices its client is gone
         only after its current statement)."""
-        while not self._phase_done(phase):
+        # Until a run exits 0: a run killed after its last step but before it
+        # recorded the job's end leaves the job "running" with every step done,
+        # and only a resume closes it.  A finished job cannot be resumed.
+        while self.job_status() != "done":
             if trigger is not None:
                 trigger.before_spawn(self)
             proc = self._spawn(command, phase)
@@ -468,6 +477,7 @@ class Chaos:
             self.attempt(command, phase, trigger)
         self.attempt(command, phase, None)
         assert self._phase_done(phase), self.steps()
+        assert self.job_status() == ("done" if phase == "contract" else "paused"), self.job_status()
 
     # -- reporting
 
