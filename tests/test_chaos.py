@@ -51,6 +51,10 @@ PHASES = {"expand", "backfill", "contract"}
 OLD_CODE = WriterSpec(table=TABLE, insert_columns=("email", "hits", "note"),
                       update_columns=("hits", "note"), email_columns=("email",),
                       int_columns=("hits",))
+# add-column: code deployed after expand writes the new column itself.
+NEW_MD5_CODE = WriterSpec(table=TABLE, insert_columns=("email", "hits", "note", "email_md5"),
+                          update_columns=("hits", "note"), email_columns=("email",),
+                          int_columns=("hits",), md5_columns=("email_md5=email",))
 ORIGINAL_INDEXES = {f"{TABLE}_pkey", f"{TABLE}_email_key", f"{TABLE}_hits_idx"}
 
 pytestmark = pytest.mark.slow
@@ -105,10 +109,17 @@ def test_add_column_backfill_not_null_survives_kills_under_live_writes(db, dsn, 
     chaos = _start(db, dsn, tmp_path)
     command = ["add-column", TABLE, "email_md5", "text", "--backfill", "md5(email)", "--not-null"]
     with chaos.reporting():
-        chaos.writers.append(start_writer(dsn, OLD_CODE, tmp_path / "old.log", name="old",
-                                          partition="0/1", initial_max=ROWS, seed=chaos.seed))
+        old = start_writer(dsn, OLD_CODE, tmp_path / "old.log", name="old", partition="0/2",
+                           initial_max=ROWS, seed=chaos.seed)
+        chaos.writers.append(old)
         chaos.stage(command, "expand", _expand_kills(chaos))
+        chaos.writers.append(start_writer(dsn, NEW_MD5_CODE, tmp_path / "new.log", name="new",
+                                          partition="1/2", initial_max=ROWS, seed=chaos.seed))
         chaos.stage(command, "backfill", _backfill_kills(chaos, after=None))
+        # The deploy is complete: once the column is NOT NULL without a default, an
+        # INSERT that does not name it fails, as the user asked; so old code must be
+        # gone before the contract phase ends.
+        old.stop()
         chaos.stage(command, "contract", _contract_kills(chaos))
         for w in chaos.writers:
             w.stop()

@@ -17,6 +17,7 @@ the logs never race on a row and can be replayed independently.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import signal
@@ -42,11 +43,21 @@ class WriterSpec:
     update_columns: tuple[str, ...]  # what an UPDATE sets
     email_columns: tuple[str, ...] = ()  # columns holding unique e-mail-like text
     int_columns: tuple[str, ...] = ()  # integer columns (others get short text)
+    md5_columns: tuple[str, ...] = ()  # "target=source": the application writes md5(source)
 
     def argv(self) -> list[str]:
         return ["--table", self.table, "--insert", ",".join(self.insert_columns),
                 "--update", ",".join(self.update_columns),
-                "--email", ",".join(self.email_columns), "--int", ",".join(self.int_columns)]
+                "--email", ",".join(self.email_columns), "--int", ",".join(self.int_columns),
+                "--md5", ",".join(self.md5_columns)]
+
+    def values(self, columns: tuple[str, ...], st: _State) -> dict[str, Any]:
+        derived = dict(pair.split("=") for pair in self.md5_columns)
+        values = {c: _value(self, c, st) for c in columns if c not in derived}
+        for target, source in derived.items():
+            if target in columns:
+                values[target] = hashlib.md5(values[source].encode()).hexdigest()
+        return values
 
 
 @dataclass
@@ -112,7 +123,7 @@ def run(dsn: str, spec: WriterSpec, log: IO[str], *, partition: tuple[int, int],
         start = time.monotonic()
         try:
             if op == "insert":
-                values = {c: _value(spec, c, st) for c in spec.insert_columns}
+                values = spec.values(spec.insert_columns, st)
                 row = conn.execute(insert, list(values.values())).fetchone()
                 assert row is not None
                 st.ids.append(int(row[0]))
@@ -120,7 +131,7 @@ def run(dsn: str, spec: WriterSpec, log: IO[str], *, partition: tuple[int, int],
             else:
                 ident = st.ids[st.rng.randrange(len(st.ids))]
                 if op == "update":
-                    values = {c: _value(spec, c, st) for c in spec.update_columns}
+                    values = spec.values(spec.update_columns, st)
                     row = conn.execute(update, [*values.values(), ident]).fetchone()
                     _emit(log, {"op": "update", "id": ident, "values": values,
                                 "found": row is not None})
@@ -153,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--update", required=True)
     p.add_argument("--email", default="")
     p.add_argument("--int", default="")
+    p.add_argument("--md5", default="")
     p.add_argument("--partition", default="0/1")
     p.add_argument("--initial-max", type=int, required=True)
     p.add_argument("--rate", type=float, default=150.0)
@@ -163,7 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         return tuple(c for c in text.split(",") if c)
 
     spec = WriterSpec(table=a.table, insert_columns=cols(a.insert), update_columns=cols(a.update),
-                      email_columns=cols(a.email), int_columns=cols(a.int))
+                      email_columns=cols(a.email), int_columns=cols(a.int),
+                      md5_columns=cols(a.md5))
     k, n = (int(x) for x in a.partition.split("/"))
     with a.log.open("a", encoding="utf-8") as log:
         run(a.dsn, spec, log, partition=(k, n), initial_max=a.initial_max, rate=a.rate,
