@@ -84,6 +84,7 @@ def _contract_kills(chaos: Chaos) -> list[Trigger]:
 def _check_chaos(chaos: Chaos, report: WriterReport) -> None:
     assert report.errors == [], chaos.summary(report)
     assert report.missing == [], chaos.summary(report)
+    assert set(report.rates) == {w.name for w in chaos.writers}, chaos.summary(report)
     assert all(rate >= MIN_RATE for rate in report.rates.values()), chaos.summary(report)
     # No application statement waited longer than our lock_timeout (plus CI slack).
     assert all(ms < MAX_LATENCY_MS for ms in report.max_ms.values()), chaos.summary(report)

@@ -89,7 +89,10 @@ class Writer:
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        rc = self.proc.wait(timeout=30)
+        if rc != 0:
+            raise AssertionError(f"writer {self.name} exited {rc}: "
+                                 + self.log.with_suffix(".stderr").read_text()[-2000:])
 
 
 def start_writer(dsn: str, spec: WriterSpec, log: Path, *, name: str, partition: str,
@@ -235,7 +238,9 @@ class Kill:
 class Trigger:
     """When to kill the run: ``wait`` returns once it is time (False if the run ended first)."""
 
-    label = "trigger"
+    @property
+    def label(self) -> str:
+        return type(self).__name__
 
     def before_spawn(self, chaos: Chaos) -> None:
         """Set the scene before the run starts."""
@@ -254,7 +259,7 @@ class AfterStart(Trigger):
     delay: float
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:
         return f"{self.delay:.2f}s after start"
 
     def ready(self, chaos: Chaos) -> bool:
@@ -271,7 +276,7 @@ class BackfillAt(Trigger):
     rows: int
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:
         return f"backfill past {self.rows} rows"
 
     def ready(self, chaos: Chaos) -> bool:
@@ -287,7 +292,7 @@ class AfterStep(Trigger):
     delay: float
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:
         return f"{self.delay:.2f}s after {self.step}"
 
     def ready(self, chaos: Chaos) -> bool:
@@ -311,7 +316,7 @@ class Blocked(Trigger):
         self.blocker: psycopg.Connection[Any] | None = None
 
     @property
-    def label(self) -> str:  # type: ignore[override]
+    def label(self) -> str:
         return f"{self.delay:.2f}s into waiting for a lock"
 
     def before_spawn(self, chaos: Chaos) -> None:
