@@ -66,9 +66,9 @@ def _expand_kills(chaos: Chaos) -> list[Trigger]:
 
 
 def _backfill_kills(chaos: Chaos, *, after: str | None) -> list[Trigger]:
-    """Two or three kills at random points of the walk, and one just after step ``after``
+    """Three or four kills at random points of the walk, and one just after step ``after``
     (for the shadow-column changes: in the NOT NULL proof or an index build)."""
-    walk = chaos.rng.sample(range(ROWS // 10, ROWS * 9 // 10, 100), chaos.rng.randint(2, 3))
+    walk = chaos.rng.sample(range(ROWS // 10, ROWS * 9 // 10, 100), chaos.rng.randint(3, 4))
     kills: list[Trigger] = [BackfillAt(rows) for rows in sorted(walk)]
     if after is not None:
         kills.append(AfterStep(after, chaos.rng.uniform(0, 0.05)))
