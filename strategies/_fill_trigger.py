@@ -90,12 +90,25 @@ def install_step(trigger: FillTrigger) -> Step:
     )
 
 
-def drop_step(trigger: FillTrigger, *, keeps: str) -> Step:
-    """Drop the trigger once NOT NULL is validated: from then on the constraint rules."""
+def drop_step(trigger: FillTrigger, *, keeps: str, gate: str | None = None) -> Step:
+    """Drop the trigger once NOT NULL is validated: from then on the constraint rules.
+
+    ``gate``: when the column is NOT NULL with no default, code that does not
+    know it can only keep inserting while the trigger fills it, so the step
+    waits until the operator says every writer sets the column.
+    """
     return Step(
+        gate=gate,
         id="drop-fill-trigger", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description=f"drop the fill trigger and its function ({keeps})",
         sql=trigger.drop_sql,
         why_safe="DROP TRIGGER and DROP FUNCTION are catalog-only changes; the lock is held "
         "for milliseconds, under lock_timeout",
     )
+
+
+def writers_must_set(column: str) -> str:
+    """The gate of a trigger drop that would make unaware writers' INSERTs fail."""
+    return (f"deploy application code that sets {column} on every INSERT (and never writes "
+            "NULL to it) first: once the fill trigger is gone, NOT NULL with no default "
+            "rejects a write that leaves it NULL")

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps
-from pgonline.strategies._fill_trigger import drop_step, fill_trigger
+from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
@@ -150,12 +150,16 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     if trigger is not None:
-        steps.append(drop_step(trigger, keeps="NOT NULL now rejects a NULL" if args.not_null
-                               else "the backfill is complete"))
-        if args.default is None:
+        unaware_inserts_fail = args.not_null and args.default is None
+        steps.append(drop_step(
+            trigger, keeps="NOT NULL now rejects a NULL" if args.not_null else "the backfill is complete",
+            gate=writers_must_set(args.column) if unaware_inserts_fail else None))
+        if unaware_inserts_fail:
             notes.append(
-                "once the contract phase has dropped the trigger, an INSERT that omits the column "
-                + ("fails (NOT NULL, no default): deploy code that writes the column before "
-                   "the contract phase (--phase), or give --default" if args.not_null
-                   else "leaves it NULL"))
+                "NOT NULL with no default: an INSERT that omits the column can only succeed while "
+                "the fill trigger exists, so a run of all phases stops before dropping it; deploy "
+                "code that writes the column, then run --phase contract (or give --default)")
+        elif args.default is None:
+            notes.append("once the contract phase has dropped the trigger, an INSERT that omits "
+                         "the column leaves it NULL")
     return Plan("add-column", t.display, plan_args, tuple(steps), notes=tuple(notes))

@@ -40,7 +40,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps, render, require_columns
-from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step
+from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
@@ -112,7 +112,16 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
                      "constrained")
     steps += not_null_steps(t, args.column, major=facts.server.major)
     if trigger is not None:
-        steps.append(drop_step(trigger, keeps="NOT NULL now rejects a NULL"))
+        # Without a default, the code that wrote the NULLs keeps working only
+        # while the trigger fills them, so the trigger drop waits for the operator.
+        current = t.column(args.column)
+        unaware_inserts_fail = current is not None and current.default is None
+        steps.append(drop_step(trigger, keeps="NOT NULL now rejects a NULL",
+                               gate=writers_must_set(args.column) if unaware_inserts_fail else None))
+        if unaware_inserts_fail:
+            notes.append("the column has no default: a run of all phases stops before dropping the "
+                         "fill trigger; deploy code that never leaves it NULL, then run "
+                         "--phase contract")
     if facts.server.major < 12:
         notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     return Plan("set-not-null", t.display, asdict(args), tuple(steps), notes=tuple(notes))

@@ -14,7 +14,7 @@ from pgonline.strategies._ddl import not_null_steps
 from pgonline.catalog import table_facts
 from pgonline.connection import connection
 from pgonline.identifiers import QualifiedName
-from tests.support.old_app import OldApp, helper_objects, step_committed_after
+from tests.support.old_app import OldApp, helper_objects
 from tests.support.tables import columns, create_users, not_null_step_ids, schema_snapshot
 
 ROWS = 20_000
@@ -32,12 +32,15 @@ def _not_null_validated(db, column: str) -> bool:
     return bool(columns(db, "users")[column][1])
 
 
-def _assert_old_app_never_failed_before(db, app: OldApp, step_id: str) -> None:
-    """No error while any step before ``step_id`` ran; after it (the trigger is gone, the
-    column NOT NULL) only the documented one: an INSERT leaving the column NULL."""
-    dropped = step_committed_after(db, step_id)
-    assert [e for e in app.stats.errors if e[0] < dropped] == []
-    assert all(state == "23502" for _, state, _ in app.stats.errors), app.stats.errors[:3]
+def _job_waits_at_the_trigger_drop(db, r, column: str) -> None:
+    """A run of all phases stopped before the gated trigger drop and said why."""
+    assert r.code == 0, r.err
+    assert f"deploy application code that sets {column}" in r.out + r.err
+    assert db.execute("SELECT status FROM pgonline.jobs").fetchone() == ("paused",)
+    assert db.execute("SELECT status FROM pgonline.steps WHERE step_id = 'drop-fill-trigger'"
+                      ).fetchone() == ("pending",)
+    assert _not_null_validated(db, column)
+    assert len(helper_objects(db)) == 2  # the trigger and its function
 
 
 def test_old_app_inserting_without_the_column_during_add_column_backfill_not_null(db, dsn,
@@ -48,10 +51,15 @@ def test_old_app_inserting_without_the_column_during_add_column_backfill_not_nul
                 max_id=ROWS) as app:
         r = online("add-column", "users", "token", "text", "--backfill", "md5(email)",
                    "--not-null", *SLOW)
+        _job_waits_at_the_trigger_drop(db, r, "token")
+        # NOT NULL is validated and the old code still inserts without the column.
+        time.sleep(0.5)
     elapsed = time.monotonic() - t0
-    assert r.code == 0, r.err
+    assert app.stats.errors == []
     assert app.stats.ops / elapsed >= 50, (app.stats.ops, elapsed)
-    _assert_old_app_never_failed_before(db, app, "drop-fill-trigger")
+    # The new code (which writes the column) is deployed: now the contract may finish.
+    r = online("resume", "1", "--phase", "contract")
+    assert r.code == 0, r.err
     inserted = db.execute("SELECT count(*) FROM users WHERE email LIKE 'app%'").fetchone()[0]
     assert inserted >= 20
     assert db.execute("SELECT count(*) FROM users WHERE token IS DISTINCT FROM md5(email)"
@@ -69,10 +77,13 @@ def test_old_app_writing_nulls_during_set_not_null_backfill_gets_the_value(db, d
     with OldApp(dsn, "INSERT INTO users (hits) VALUES (%(n)s)", max_id=ROWS) as app:
         r = online("set-not-null", "users", "email", "--backfill", "'user' || id || '@filled'",
                    *SLOW)
+        _job_waits_at_the_trigger_drop(db, r, "email")
+        time.sleep(0.5)
     elapsed = time.monotonic() - t0
-    assert r.code == 0, r.err
+    assert app.stats.errors == []
     assert app.stats.ops / elapsed >= 50, (app.stats.ops, elapsed)
-    _assert_old_app_never_failed_before(db, app, "drop-fill-trigger")
+    r = online("resume", "1", "--phase", "contract")
+    assert r.code == 0, r.err
     assert db.execute("SELECT count(*) FROM users WHERE id > %s", [ROWS]).fetchone()[0] >= 20
     # Old rows filled by the backfill, new ones by the trigger: the same value.
     assert db.execute("SELECT count(*) FROM users WHERE email LIKE '%@filled'"
@@ -80,6 +91,15 @@ def test_old_app_writing_nulls_during_set_not_null_backfill_gets_the_value(db, d
     assert db.execute("SELECT count(*) FROM users WHERE id %% 3 = 0 AND id <= %s"
                       " AND email = 'user' || id || '@filled'", [ROWS]).fetchone() == (ROWS // 3,)
     assert _not_null_validated(db, "email")
+    assert helper_objects(db) == []
+
+
+def test_add_column_with_a_default_does_not_wait_before_dropping_the_trigger(db, online):
+    create_users(db, 100)
+    r = online("add-column", "users", "token", "text", "--backfill", "md5(email)",
+               "--default", "'none'", "--not-null")
+    assert r.code == 0, r.err
+    assert db.execute("SELECT status FROM pgonline.jobs").fetchone() == ("done",)
     assert helper_objects(db) == []
 
 
@@ -95,6 +115,7 @@ def test_dry_run_shows_the_trigger_in_the_add_column_step_and_its_drop(db, onlin
     assert 'NEW."token" := (md5(new.email))' in expand
     assert "[contract] drop-fill-trigger" in r.out
     assert r.out.index("drop-fill-trigger") > r.out.index(not_null_step_ids(db)[-1])
+    assert "waits for you: deploy application code that sets token" in r.out
     assert schema_snapshot(db) == before and helper_objects(db) == []
 
 
@@ -170,6 +191,8 @@ def test_backfill_value_null_for_some_rows_stops_before_any_constraint_then_resu
     # Fix the data, resume: the job completes and the trigger goes.
     db.execute("UPDATE users SET email = 'fixed' || id WHERE email IS NULL")
     r = online("resume", "1")
+    _job_waits_at_the_trigger_drop(db, r, "token")
+    r = online("resume", "1", "--phase", "contract")
     assert r.code == 0, r.err
     assert db.execute("SELECT count(*) FROM users WHERE token IS DISTINCT FROM md5(email)"
                       ).fetchone() == (0,)

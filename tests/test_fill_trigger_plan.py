@@ -51,11 +51,23 @@ def test_a_volatile_default_alone_needs_no_trigger():
     assert "drop-fill-trigger" not in [s.id for s in plan.steps]
 
 
-def test_without_a_default_the_plan_says_inserts_omitting_the_column_fail_after_contract():
-    notes = " ".join(_add(backfill="md5(email)", not_null=True).notes)
-    assert "INSERT that omits the column fails" in notes
-    notes = " ".join(_add(backfill="md5(email)", default="''", not_null=True).notes)
-    assert "the default if they omit the column" in notes and "omits the column fails" not in notes
+def test_without_a_default_the_trigger_drop_waits_for_the_operator():
+    plan = _add(backfill="md5(email)", not_null=True)
+    drop = plan.steps[-1]
+    assert drop.id == "drop-fill-trigger" and drop.gate is not None
+    assert "sets token on every INSERT" in drop.gate
+    assert "a run of all phases stops before dropping it" in " ".join(plan.notes)
+    assert [s.id for s in plan.steps if s.gate] == ["drop-fill-trigger"]
+    with_default = _add(backfill="md5(email)", default="''", not_null=True)
+    assert not any(s.gate for s in with_default.steps)
+    notes = " ".join(with_default.notes)
+    assert "the default if they omit the column" in notes and "stops before" not in notes
+
+
+def test_set_not_null_backfill_of_a_column_without_default_gates_the_trigger_drop():
+    plan = plan_set_not_null(SetNotNullFacts(ServerFacts(180000), _table(), null_rows=3),
+                             SetNotNullArgs(column="email", backfill="'x' || id"))
+    assert [s.id for s in plan.steps if s.gate] == ["drop-fill-trigger"]
 
 
 def test_set_not_null_backfill_installs_the_trigger_before_the_backfill():

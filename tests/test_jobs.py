@@ -39,7 +39,7 @@ def test_phases_can_be_run_one_at_a_time_with_a_deploy_in_between(db, online):
     args = ["add-column", "users", "t", "uuid", "--default", "gen_random_uuid()", "--not-null"]
     r = online(*args, "--phase", "expand")
     assert r.code == 0, r.err
-    assert "paused after the requested phase" in r.out
+    assert "job 1 paused" in r.out and "next phase: `online resume 1 --phase backfill`" in r.out
     assert columns(db, "users")["t"][1] is False  # nullable until the contract phase
     r = online("resume", "1", "--phase", "backfill")
     assert r.code == 0, r.err

@@ -119,10 +119,11 @@ def report(outcome: ChangeOutcome) -> None:
 
 
 def report_job(r: JobResult) -> None:
-    verb = "resumed and finished" if r.resumed else "finished"
-    if r.status.value == "paused":
-        verb = "paused after the requested phase"
+    verb = ("resumed and " if r.resumed else "") + ("paused" if r.status.value == "paused"
+                                                    else "finished")
     click.echo(f"job {r.job_id} {verb} in {r.seconds:.2f}s ({len(r.steps_run)} steps run)")
+    if r.next_hint:
+        click.echo(r.next_hint)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

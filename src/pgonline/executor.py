@@ -60,6 +60,8 @@ class JobResult:
     resumed: bool
     seconds: float
     steps_run: tuple[str, ...]
+    # What to do next when the job paused: the next phase, or what a gated step waits for.
+    next_hint: str | None = None
 
 
 def _statement_timeout(step: Step, settings: SessionSettings) -> int:
@@ -240,6 +242,12 @@ class Executor:
                     f"({', '.join(earlier)})",
                     hint=f"run `online resume {job.id} --phase {first}` first",
                 )
+        gate = None if self.options.phase is not None else next(
+            (s for s in plan.steps if s.gate and records[s.id].status is not StepStatus.DONE), None)
+        if gate is not None:
+            # A run of all phases stops before a step that would break code that
+            # does not know the change: only an explicit --phase passes it.
+            todo = todo[:todo.index(gate)]
         await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
         self._backend_pid = conn.info.backend_pid
         self.progress.job(job.id, plan.kind, plan.target, resumed)
@@ -287,13 +295,14 @@ class Executor:
                      if s.id not in ran and records[s.id].status is not StepStatus.DONE]
         if remaining:
             nxt = next(s.phase for s in plan.steps if s.id in remaining)
-            await self._finish(job.id, JobStatus.PAUSED, None, default_hint=(
-                f"next phase: `online resume {job.id} --phase {nxt}`"))
-            status = JobStatus.PAUSED
-        else:
-            await self._finish(job.id, JobStatus.DONE, None)
-            status = JobStatus.DONE
-        return JobResult(job.id, status, resumed, time.monotonic() - t0, tuple(ran))
+            hint = f"next phase: `online resume {job.id} --phase {nxt}`"
+            if gate is not None and gate.id in remaining:
+                hint = f"{gate.gate}; then `online resume {job.id} --phase {gate.phase}`"
+            await self._finish(job.id, JobStatus.PAUSED, None, default_hint=hint)
+            return JobResult(job.id, JobStatus.PAUSED, resumed, time.monotonic() - t0, tuple(ran),
+                             next_hint=hint)
+        await self._finish(job.id, JobStatus.DONE, None)
+        return JobResult(job.id, JobStatus.DONE, resumed, time.monotonic() - t0, tuple(ran))
 
     async def _run_steps(self, job: Job, todo: tuple[Step, ...],
                          records: dict[str, StepRecord], ran: list[str]) -> None:

@@ -81,6 +81,13 @@ class Step:
     every attempt of a non-transactional step when ``cleanup_if`` returns true,
     to clear what a failed earlier attempt left behind, such as the INVALID
     index of an interrupted ``CREATE INDEX CONCURRENTLY``.
+
+    ``gate`` says what must be true of the application before the step may
+    run, when the step would break code that does not know the change (for
+    example dropping the trigger that fills a NOT NULL column with no
+    default for INSERTs that omit it).  A run of all phases stops before a
+    gated step; the operator passes it by running its phase explicitly
+    (``--phase``), which is the confirmation that the condition holds.
     """
 
     id: str
@@ -95,6 +102,7 @@ class Step:
     why_safe: str = ""
     cleanup_if: str | None = None
     cleanup_sql: str | None = None
+    gate: str | None = None
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -135,6 +143,7 @@ class Step:
             why_safe=data.get("why_safe", ""),
             cleanup_if=data.get("cleanup_if"),
             cleanup_sql=data.get("cleanup_sql"),
+            gate=data.get("gate"),
         )
 
 
@@ -204,6 +213,8 @@ class Plan:
             lines.append(f"   lock: {s.lock} (blocks {s.lock.blocks}); {tx}")
             if s.why_safe:
                 lines.append(f"   safe because: {s.why_safe}")
+            if s.gate:
+                lines.append(f"   waits for you: {s.gate} (run with --phase {s.phase} to go on)")
             if s.sql is not None:
                 lines += ["   " + ln for ln in s.sql.splitlines()]
             if s.backfill is not None:

@@ -68,15 +68,6 @@ class OldApp:
         self._thread.join(timeout=10)
 
 
-def step_committed_after(db: psycopg.Connection[Any], step_id: str) -> float:
-    """A Unix time (server clock, same host) before ``step_id`` committed: the start of
-    the transaction that did it (``finished_at`` is that transaction's ``now()``)."""
-    row = db.execute("SELECT extract(epoch FROM finished_at)::float8 FROM pgonline.steps"
-                     " WHERE step_id = %s AND status = 'done'", [step_id]).fetchone()
-    assert row is not None and row[0] is not None, step_id
-    return float(row[0])
-
-
 def helper_objects(db: psycopg.Connection[Any]) -> list[str]:
     """Our fill triggers and functions still in the database."""
     rows = db.execute(
