@@ -13,7 +13,7 @@ from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
+from pgonline.naming import derived_name, helper_name
 from pgonline.plan import LockLevel, Phase, Step
 
 
@@ -127,7 +127,8 @@ def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: boo
 
 
 def not_null_check_name(t: TableFacts, column: str) -> str:
-    return derived_name("pgonline_nn", t.name, column)
+    """The helper CHECK's name: unique per (schema, table, column), so it is only ever ours."""
+    return helper_name("pgonline_nn", t.schema, t.name, column)
 
 
 def add_not_valid_step(t: TableFacts, name: str, definition: sql.Composable, *, step_id: str,

@@ -16,7 +16,7 @@ What we do instead:
   such as ``varchar`` → ``text``): one catalog-only ``ALTER`` under
   lock_timeout.
 * Otherwise expand/contract through a shadow column (see
-  :mod:`pgonline.strategies._shadow_column`): ``<col>_pgonline_new`` of the new
+  :mod:`pgonline.strategies._shadow_column`): ``<col>_pgonline_new_<hash>`` of the new
   type kept equal to the converted value by a trigger, batched backfill,
   concurrent index builds (the primary key's included, re-attached with
   ``ADD CONSTRAINT ... PRIMARY KEY USING INDEX``), a milliseconds-long
@@ -133,8 +133,8 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
             f"in place: {col.column.type} -> {new.display} needs no rewrite",))
 
     refuse_unmovable(t, col, "change the type of")
-    shadow = shadow_name(col.name, "pgonline_new")
-    parked = shadow_name(col.name, "pgonline_old")
+    shadow = shadow_name(t, col.name, "new")
+    parked = shadow_name(t, col.name, "old")
     for taken in (shadow, parked):
         if t.column(taken) is not None:
             raise CatalogError(
