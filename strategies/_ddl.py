@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.facts import TableFacts
+from pgonline.facts import ConstraintFacts, TableFacts
 from pgonline.naming import derived_name, helper_name
 from pgonline.plan import LockLevel, Phase, Step
 
@@ -183,8 +183,30 @@ def not_null_check_steps(t: TableFacts, column: str, *, phase: Phase,
 
 
 def not_null_constraint_name(t: TableFacts, column: str) -> str:
-    """PostgreSQL's own naming for a not-null constraint: ``<table>_<column>_not_null``."""
-    return derived_name(t.name, column, "not_null")
+    """PostgreSQL's own naming for a not-null constraint: ``<table>_<column>_not_null``.
+
+    The add step treats an existing constraint of that name as its own
+    leftover (``done_if``), so a different constraint that happens to carry
+    the name is refused here, at planning: reusing it would validate someone
+    else's constraint and leave the column nullable.
+    """
+    name = derived_name(t.name, column, "not_null")
+    existing = t.constraint(name)
+    if existing is not None and not _is_not_null_of(existing, column):
+        raise CatalogError(
+            f"constraint {render(sql.Identifier(name))} already exists on {t.display} "
+            f"({existing.definition}); it is the name PostgreSQL gives the NOT NULL "
+            f"constraint of {render(sql.Identifier(column))}",
+            hint="rename that constraint first (ALTER TABLE ... RENAME CONSTRAINT), then retry",
+        )
+    return name
+
+
+def _is_not_null_of(con: ConstraintFacts, column: str) -> bool:
+    """``con`` is a not-null constraint on ``column`` (e.g. left by an earlier attempt)."""
+    target = con.definition.removeprefix("NOT NULL ").removesuffix(" NOT VALID")
+    quoted = '"' + column.replace('"', '""') + '"'
+    return con.type == "n" and target in (column, quoted)
 
 
 def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
