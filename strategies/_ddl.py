@@ -188,11 +188,18 @@ def not_null_constraint_name(t: TableFacts, column: str) -> str:
     The add step treats an existing constraint of that name as its own
     leftover (``done_if``), so a different constraint that happens to carry
     the name is refused here, at planning: reusing it would validate someone
-    else's constraint and leave the column nullable.
+    else's constraint and leave the column nullable.  The column's own
+    unvalidated not-null constraint, whatever its name, is returned instead.
     """
+    # PostgreSQL >= 18 allows one not-null constraint per column: an unvalidated
+    # one already there (ours, or the user's under another name) is the one to
+    # validate; adding a second would fail at execution.
+    own = next((c.name for c in t.constraints if _is_not_null_of(c, column)), None)
+    if own is not None:
+        return own
     name = derived_name(t.name, column, "not_null")
     existing = t.constraint(name)
-    if existing is not None and not _is_not_null_of(existing, column):
+    if existing is not None:
         raise CatalogError(
             f"constraint {render(sql.Identifier(name))} already exists on {t.display} "
             f"({existing.definition}); it is the name PostgreSQL gives the NOT NULL "

@@ -109,3 +109,17 @@ def test_planner_refuses_generated_columns_from_hand_built_facts():
         with pytest.raises(CatalogError, match=text):
             plan_change_type(ChangeTypeFacts(ServerFacts(180000), table, details, bigint),
                              ChangeTypeArgs("a", "bigint"))
+
+
+def test_the_columns_own_unvalidated_not_null_constraint_under_another_name_is_validated(
+        db, online):
+    if db.info.server_version < 180000:
+        pytest.skip("NOT NULL ... NOT VALID needs PostgreSQL 18")
+    db.execute("CREATE TABLE users (id int PRIMARY KEY, email text)")
+    db.execute("INSERT INTO users VALUES (1, 'a@b'), (2, 'c@d')")
+    db.execute("ALTER TABLE users ADD CONSTRAINT email_required NOT NULL email NOT VALID")
+    r = online("set-not-null", "users", "email")
+    assert r.code == 0, r.err  # was: exit 10, "a not-null constraint named ... already exists"
+    assert db.execute("SELECT conname, convalidated FROM pg_constraint WHERE conrelid = "
+                      "'users'::regclass AND contype = 'n' AND conname <> 'users_id_not_null'"
+                      ).fetchall() == [("email_required", True)]
