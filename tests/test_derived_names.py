@@ -204,3 +204,23 @@ def test_change_type_and_rename_column_with_63_byte_multibyte_names_run_through(
     assert list(cols) == ["id", LONG_NEW] and cols[LONG_NEW] == ("bigint", True, None)
     assert db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = %s",
                       [LONG_TABLE, LONG_INDEX]).fetchone() == (1,)
+
+
+def test_postgresql_style_default_names_already_taken_are_refused_at_planning(db, online):
+    db.execute("CREATE TABLE a_b (id int NOT NULL, c int)")
+    db.execute("CREATE TABLE a (id int NOT NULL, b_c int)")
+    db.execute("CREATE TABLE p (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE a_pkey (x int)")  # a table named like a's primary key
+    db.execute("ALTER TABLE a ADD CONSTRAINT a_b_c_key CHECK (b_c > 0)")
+    db.execute("ALTER TABLE a ADD CONSTRAINT a_b_c_fkey CHECK (b_c > 0)")
+    assert online("add-index", "a_b", "c").code == 0  # a_b_c_idx, on a_b
+    cases = [
+        (("add-index", "a", "b_c"), 'relation "public"."a_b_c_idx" already exists'),
+        (("add-unique", "a", "b_c"), 'constraint "a_b_c_key" already exists'),
+        (("add-foreign-key", "a", "b_c", "--references", "p"), 'constraint "a_b_c_fkey" already'),
+        (("add-primary-key", "a", "id"), 'relation "public"."a_pkey" already exists'),
+    ]
+    for args, message in cases:
+        r = online(*args)
+        assert (r.code, message in r.err, "Traceback" in r.err) == (3, True, False), (args, r.err)
+    assert db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'a'").fetchone() == (0,)
