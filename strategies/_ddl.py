@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
+from pgonline.facts import ConstraintFacts, TableFacts
+from pgonline.naming import derived_name, helper_name
 from pgonline.plan import LockLevel, Phase, Step
 
 
@@ -127,7 +127,8 @@ def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: boo
 
 
 def not_null_check_name(t: TableFacts, column: str) -> str:
-    return derived_name("pgonline_nn", t.name, column)
+    """The helper CHECK's name: unique per (schema, table, column), so it is only ever ours."""
+    return helper_name("pgonline_nn", t.schema, t.name, column)
 
 
 def add_not_valid_step(t: TableFacts, name: str, definition: sql.Composable, *, step_id: str,
@@ -182,8 +183,37 @@ def not_null_check_steps(t: TableFacts, column: str, *, phase: Phase,
 
 
 def not_null_constraint_name(t: TableFacts, column: str) -> str:
-    """PostgreSQL's own naming for a not-null constraint: ``<table>_<column>_not_null``."""
-    return derived_name(t.name, column, "not_null")
+    """PostgreSQL's own naming for a not-null constraint: ``<table>_<column>_not_null``.
+
+    The add step treats an existing constraint of that name as its own
+    leftover (``done_if``), so a different constraint that happens to carry
+    the name is refused here, at planning: reusing it would validate someone
+    else's constraint and leave the column nullable.  The column's own
+    unvalidated not-null constraint, whatever its name, is returned instead.
+    """
+    # PostgreSQL >= 18 allows one not-null constraint per column: an unvalidated
+    # one already there (ours, or the user's under another name) is the one to
+    # validate; adding a second would fail at execution.
+    own = next((c.name for c in t.constraints if _is_not_null_of(c, column)), None)
+    if own is not None:
+        return own
+    name = derived_name(t.name, column, "not_null")
+    existing = t.constraint(name)
+    if existing is not None:
+        raise CatalogError(
+            f"constraint {render(sql.Identifier(name))} already exists on {t.display} "
+            f"({existing.definition}); it is the name PostgreSQL gives the NOT NULL "
+            f"constraint of {render(sql.Identifier(column))}",
+            hint="rename that constraint first (ALTER TABLE ... RENAME CONSTRAINT), then retry",
+        )
+    return name
+
+
+def _is_not_null_of(con: ConstraintFacts, column: str) -> bool:
+    """``con`` is a not-null constraint on ``column`` (e.g. left by an earlier attempt)."""
+    target = con.definition.removeprefix("NOT NULL ").removesuffix(" NOT VALID")
+    quoted = '"' + column.replace('"', '""') + '"'
+    return con.type == "n" and target in (column, quoted)
 
 
 NO_NULLS_TAG = "$pgonline_nn$"

@@ -32,7 +32,7 @@ from psycopg import sql
 from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent
 from pgonline.errors import CatalogError, UsageError
 from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
+from pgonline.naming import helper_column_name, helper_index_name, helper_name
 from pgonline.plan import BackfillSpec, LockLevel, Phase, Step
 
 # Dependents the shadow-column path moves itself; anything else is refused.
@@ -48,9 +48,27 @@ def lit(value: str) -> sql.Literal:
     return sql.Literal(value)
 
 
-def shadow_name(column: str, suffix: str) -> str:
-    """``<column>_<suffix>``, hashed to fit 63 bytes (deterministic, for resumes)."""
-    return derived_name(column, suffix)
+def shadow_name(table: TableFacts, column: str, role: str) -> str:
+    """``<column>_pgonline_<role>_<hash>``: unique per (table, column), ≤ 63 bytes.
+
+    Computed once, at planning: the journal stores the rendered plan, so a
+    resumed job keeps the names it started with.
+    """
+    return helper_column_name(role, table.schema, table.name, column)
+
+
+def sync_trigger_name(prefix: str, table: TableFacts, column: str) -> str:
+    """The sync trigger's (and its function's) name, unique per (schema, table, column).
+
+    ``prefix`` starts with ``zz_`` so the trigger fires after the application's
+    own BEFORE triggers (PostgreSQL fires them in name order).
+    """
+    return helper_name(prefix, table.schema, table.name, column)
+
+
+def twin_index_name(ix: ColumnIndex, shadow: str) -> str:
+    """The name of ``ix``'s twin on ``shadow``, built before the cut-over renames it back."""
+    return helper_index_name("new", ix.schema, ix.name, shadow)
 
 
 def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str) -> None:
@@ -178,7 +196,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
         raise UsageError(f"expressions must not contain {DOLLAR_TAG}")
     table = t.ident
     shadow = sql.Identifier(p.shadow)
-    trigger_name = derived_name(p.trigger_prefix, t.name, col.name)
+    trigger_name = sync_trigger_name(p.trigger_prefix, t, col.name)
     trigger = sql.Identifier(trigger_name)
     function = sql.Identifier(t.schema, trigger_name)
     drop_trigger = sql.SQL("DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()").format(
@@ -224,7 +242,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
                                       ids=("add-not-null-check", "validate-not-null-check"))
     moves: list[tuple[ColumnIndex, str]] = []
     for i, ix in enumerate(col.indexes, 1):
-        new_name = derived_name(ix.name, "pgonline_new")
+        new_name = twin_index_name(ix, p.shadow)
         moves.append((ix, new_name))
         drop_new = s(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
             sql.Identifier(ix.schema, new_name)))

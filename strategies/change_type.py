@@ -16,7 +16,7 @@ What we do instead:
   such as ``varchar`` → ``text``): one catalog-only ``ALTER`` under
   lock_timeout.
 * Otherwise expand/contract through a shadow column (see
-  :mod:`pgonline.strategies._shadow_column`): ``<col>_pgonline_new`` of the new
+  :mod:`pgonline.strategies._shadow_column`): ``<col>_pgonline_new_<hash>`` of the new
   type kept equal to the converted value by a trigger, batched backfill,
   concurrent index builds (the primary key's included, re-attached with
   ``ADD CONSTRAINT ... PRIMARY KEY USING INDEX``), a milliseconds-long
@@ -99,10 +99,35 @@ def rewrite_free(old_oid: int, old_mod: int, new: NewTypeFacts) -> bool:
     return new.binary_coercible and new.typmod == -1
 
 
+def refuse_generated(t: TableFacts, col: ColumnDetails) -> None:
+    """CatalogError for a generated column, or a column a generation expression reads.
+
+    Checked before anything else (the command calls it before its type
+    probes): a generated column's "default" is its generation expression,
+    which no probe or shadow column can carry, and PostgreSQL itself refuses
+    to retype a column that a generated column uses.
+    """
+    where = f"{s(sql.Identifier(col.name))} of {t.display}"
+    if col.generated:
+        raise CatalogError(
+            f"cannot change the type of {where}: it is a generated column",
+            hint="PostgreSQL recomputes it in a table rewrite under ACCESS EXCLUSIVE; drop it "
+            "and add it back with the new type in a maintenance window",
+        )
+    users = [d.label for d in col.dependents if d.kind == "generated column"]
+    if users:
+        raise CatalogError(
+            f"cannot change the type of {where}: used by {'; '.join(users)}",
+            hint="PostgreSQL refuses to retype a column a generation expression uses; drop the "
+            "generated column first, change the type, then add it back",
+        )
+
+
 @strategy("change-type")
 def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     t, col, new = facts.table, facts.column, facts.new_type
     name = sql.Identifier(col.name)
+    refuse_generated(t, col)
     plan_args = asdict(args)
     if col.type_oid == new.oid and col.typmod == new.typmod and args.using is None:
         raise CatalogError(f"column {s(name)} of {t.display} is already of type {new.display}")
@@ -133,8 +158,8 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
             f"in place: {col.column.type} -> {new.display} needs no rewrite",))
 
     refuse_unmovable(t, col, "change the type of")
-    shadow = shadow_name(col.name, "pgonline_new")
-    parked = shadow_name(col.name, "pgonline_old")
+    shadow = shadow_name(t, col.name, "new")
+    parked = shadow_name(t, col.name, "old")
     for taken in (shadow, parked):
         if t.column(taken) is not None:
             raise CatalogError(

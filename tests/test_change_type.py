@@ -7,8 +7,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pgonline.commands.change_type import change_type
+from pgonline.naming import helper_column_name, helper_name
 from pgonline.plan import Phase
 from pgonline.workload import Workload
 from tests.conftest import spawn_online
@@ -25,6 +27,9 @@ from tests.support.column_changes import (
 from tests.support.tables import columns, create_users, schema_snapshot
 
 ROWS = 10_000
+# The helper names change-type derives for accounts.id (unique per table and column).
+SYNC_TRIGGER = helper_name("zz_pgonline_sync", "public", "accounts", "id")
+SHADOW = helper_column_name("new", "public", "accounts", "id")
 
 
 def create_accounts(db: psycopg.Connection[Any], rows: int) -> None:
@@ -74,7 +79,7 @@ def test_int_to_bigint_on_serial_primary_key_under_load_keeps_values_and_ids(db,
 
     assert_app_never_stalled(w)
     assert_no_lost_update(db, w, "accounts")
-    assert seen["triggers"] == ["zz_pgonline_sync_accounts_id"]
+    assert seen["triggers"] == [SYNC_TRIGGER]
     # The application inserted rows while the backfill ran (the trigger filled them).
     assert seen[Phase.BACKFILL] > seen[Phase.EXPAND]
     assert columns(db, "accounts")["id"] == ("bigint", True, "nextval('accounts_id_seq'::regclass)")
@@ -163,11 +168,11 @@ def test_phases_run_separately_and_resume_continues_the_same_job(db, online):
     r = online("change-type", "accounts", "id", "bigint", "--phase", "expand")
     assert r.code == 0, r.err
     assert job_status(db) == "paused"
-    assert "id_pgonline_new" in columns(db, "accounts")
-    assert trigger_names(db, "accounts") == ["zz_pgonline_sync_accounts_id"]
+    assert SHADOW in columns(db, "accounts")
+    assert trigger_names(db, "accounts") == [SYNC_TRIGGER]
     assert online("resume", "1", "--phase", "backfill").code == 0
-    assert db.execute("SELECT count(*) FROM accounts WHERE id_pgonline_new IS DISTINCT FROM id"
-                      ).fetchone() == (0,)
+    assert db.execute(sql.SQL("SELECT count(*) FROM accounts WHERE {} IS DISTINCT FROM id")
+                      .format(sql.Identifier(SHADOW))).fetchone() == (0,)
     # Re-running the same command picks the paused job up instead of planning anew.
     r = online("change-type", "accounts", "id", "bigint")
     assert r.code == 0, r.err

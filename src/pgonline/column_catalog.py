@@ -7,6 +7,7 @@ that are always rolled back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -27,6 +28,8 @@ SELECT d.deptype::text AS deptype, pg_describe_object(d.classid, d.objid, d.objs
        co.contype::text AS contype, co.conrelid = d.refobjid AS same_table,
        rw.ev_class::regclass::text AS view, rw.ev_class = d.refobjid AS own_rule,
        ad.adnum AS adnum,
+       (SELECT attname FROM pg_attribute
+         WHERE attrelid = ad.adrelid AND attnum = ad.adnum) AS default_of,
        (SELECT relkind::text FROM pg_class WHERE oid = rw.ev_class) AS view_kind
   FROM pg_depend d
   LEFT JOIN pg_class cl ON d.classid = 'pg_class'::regclass AND cl.oid = d.objid
@@ -73,7 +76,10 @@ def _classify(row: dict[str, Any], attnum: int) -> Dependent | None:
     elif catalog == "pg_attrdef":
         if row["adnum"] == attnum:
             return None  # the column's own default
+        # Another column's expression uses this one: only a generation
+        # expression can (a DEFAULT cannot reference columns).
         kind = "generated column"
+        desc = f"generated column {sql.Identifier(row['default_of']).as_string(None)}"
     else:
         kind = _OTHER_CATALOGS.get(catalog, "other")
     return Dependent(kind=kind, description=desc, deptype=deptype)
@@ -154,6 +160,27 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
         dependents=tuple(seen.values()), indexes=indexes,
         sequence=OwnedSequence(**seq) if seq is not None else None,
     )
+
+
+async def refuse_generated_targets(conn: Conn, table: TableFacts, columns: Sequence[str],
+                                   verb: str) -> None:
+    """CatalogError when one of ``columns`` is a generated column (its value is computed).
+
+    PostgreSQL accepts only ``SET col = DEFAULT`` for them, so an UPDATE of
+    one would fail in its first batch: refusing at planning creates no job.
+    """
+    cur = await conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attname = ANY(%s)"
+        " AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum",
+        [table.oid, list(columns)],
+    )
+    names = [sql.Identifier(str(r[0])).as_string(None) for r in await cur.fetchall()]
+    if names:
+        raise CatalogError(
+            f"cannot {verb} {', '.join(names)} of {table.display}: generated column(s), "
+            "whose values PostgreSQL computes from the generation expression",
+            hint="set the columns the expression reads instead",
+        )
 
 
 async def _has_equality(conn: Conn, type_display: str) -> bool:

@@ -1,9 +1,10 @@
 """Parsing of user-supplied names into safe, structured identifiers.
 
 Names on the command line follow the same rules as ``pg_dump -t``: unquoted
-parts are folded to lower case, double-quoted parts are kept exactly (with
-``""`` as an escaped quote).  The result is only ever rendered through
-:class:`psycopg.sql.Identifier`, so no name can change the shape of a statement.
+parts are folded to lower case (ASCII letters only, as the server does),
+double-quoted parts are kept exactly (with ``""`` as an escaped quote).  The
+result is only ever rendered through :class:`psycopg.sql.Identifier`, so no
+name can change the shape of a statement.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import UsageError
+
+# PostgreSQL's downcase_identifier folds only ASCII A-Z in a multi-byte encoding
+# (UTF-8): an unquoted ÄBC names the column "Äbc", not "äbc".
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold_unquoted(name: str) -> str:
+    """An unquoted identifier as the server stores it: ASCII letters lowered, nothing else."""
+    return name.translate(_ASCII_LOWER)
+
 
 # What PostgreSQL accepts as an unquoted identifier (letters include non-ASCII).
 _UNQUOTED = re.compile(r"[^\W\d][\w$]*")
@@ -49,7 +60,7 @@ def _split_name(text: str) -> list[str]:
             raw = text[i:] if j < 0 else text[i:j]
             if '"' in raw:
                 raise UsageError(f"misplaced double quote in {text!r}")
-            part = raw.strip().lower()
+            part = fold_unquoted(raw.strip())
             if part and not _UNQUOTED.fullmatch(part):
                 # Like psql: anything but a plain name must be double-quoted, so a
                 # typo or an injection attempt fails loudly instead of naming an object.

@@ -30,6 +30,20 @@ def derived_name(prefix: str, *parts: str) -> str:
     return f"{head}_{digest}"
 
 
+def _hashed(label: str, key: list[str]) -> str:
+    """``<label>_<8 hex>``: the hash over the exact ``key`` tuple, the label cut to fit."""
+    # JSON keeps the element boundaries, so ("a_b", "c") and ("a", "b_c") differ.
+    digest = hashlib.sha1(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:_HASH_CHARS]
+    head = _truncate_bytes(label, MAX_IDENTIFIER_BYTES - _HASH_CHARS - 1)
+    return f"{head}_{digest}"
+
+
+def _cut_before(name: str, suffix: str) -> str:
+    """``<name>_<suffix>`` with ``name`` cut so that the suffix and a hash still fit."""
+    room = MAX_IDENTIFIER_BYTES - len(suffix.encode()) - _HASH_CHARS - 2
+    return f"{_truncate_bytes(name, room)}_{suffix}"
+
+
 def helper_name(prefix: str, schema: str, table: str, *parts: str) -> str:
     """A name for a helper object that is unique per (schema, table, parts), ≤ 63 bytes.
 
@@ -40,8 +54,28 @@ def helper_name(prefix: str, schema: str, table: str, *parts: str) -> str:
     boundaries), so different targets always get different names, and the
     same target always gets the same name (resume depends on that).
     """
-    key = json.dumps([prefix, schema, table, *parts], ensure_ascii=False)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:_HASH_CHARS]
-    label = "_".join((prefix, table, *parts))
-    head = _truncate_bytes(label, MAX_IDENTIFIER_BYTES - _HASH_CHARS - 1)
-    return f"{head}_{digest}"
+    return _hashed("_".join((prefix, table, *parts)), [prefix, schema, table, *parts])
+
+
+def helper_column_name(role: str, schema: str, table: str, column: str) -> str:
+    """``<column>_pgonline_<role>_<hash>``: a helper column next to ``column``, ≤ 63 bytes.
+
+    Shadow and parked columns show up in ``SELECT *``, so the label starts with
+    the column they stand for and always keeps ``pgonline_<role>`` (a long
+    column name is cut instead); the hash (over role, schema, table and column)
+    keeps the name unique per column even when a long column name is cut, and
+    makes a clash with an application's own column practically impossible.
+    """
+    suffix = f"pgonline_{role}"
+    return _hashed(_cut_before(column, suffix), [suffix, schema, table, column])
+
+
+def helper_index_name(role: str, schema: str, index: str, *parts: str) -> str:
+    """``<index>_pgonline_<role>_<hash>``: a temporary twin of ``index``, ≤ 63 bytes.
+
+    Index names share the schema's namespace with tables; the hash over
+    (role, schema, index, parts) keeps a twin distinct from every other
+    relation, including the twin another job builds for the same index.
+    """
+    suffix = f"pgonline_{role}"
+    return _hashed(_cut_before(index, suffix), [suffix, schema, index, *parts])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pgonline import catalog, sqltext
+from pgonline import catalog, column_catalog, sqltext
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
 from pgonline.identifiers import QualifiedName
@@ -32,6 +32,7 @@ async def backfill(ctx: RunContext, table: str, set_: str, *,
         async def make_plan() -> Plan:
             facts = await catalog.table_facts(conn, QualifiedName(schema, rel))
             require_columns(facts, columns)
+            await column_catalog.refuse_generated_targets(conn, facts, columns, "backfill")
             for col, value in zip(columns, values, strict=True):
                 facts_col = facts.column(col)
                 assert facts_col is not None

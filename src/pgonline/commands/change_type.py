@@ -9,7 +9,12 @@ from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_tab
 from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName, parse_identifier
 from pgonline.plan import Plan
-from pgonline.strategies.change_type import ChangeTypeArgs, ChangeTypeFacts, plan_change_type
+from pgonline.strategies.change_type import (
+    ChangeTypeArgs,
+    ChangeTypeFacts,
+    plan_change_type,
+    refuse_generated,
+)
 
 
 async def change_type(ctx: RunContext, table: str, column: str, type_: str, *,
@@ -24,6 +29,8 @@ async def change_type(ctx: RunContext, table: str, column: str, type_: str, *,
 
     async def make_plan(conn: Conn, facts: TableFacts) -> Plan:
         details = await column_catalog.column_details(conn, facts, args.column)
+        # Before the probes: they would trip over a generation expression.
+        refuse_generated(facts, details)
         new_type = await column_catalog.new_type_facts(conn, details, args.type_sql)
         source = args.using if args.using is not None else sql.Identifier(
             args.column).as_string(None)
