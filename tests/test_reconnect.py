@@ -253,3 +253,25 @@ def test_after_reconnecting_a_job_another_process_took_is_left_to_it(db, dsn, on
     # Our own job: taken back, now under the new session's pid.
     assert anyio.run(_take_back, dsn, 1, 4242) == "ours"
     assert db.execute("SELECT status, pid <> 4242 FROM pgonline.jobs").fetchone() == ("running", True)
+
+
+def test_a_step_that_keeps_losing_its_session_stops_within_one_reconnect_timeout(dsn):
+    """Reconnecting succeeds every time, but the step ends its session again with no
+    progress in between: the deadline set at the first loss still holds (exit 5), instead
+    of every successful reconnect starting a new --reconnect-timeout."""
+    from pgonline.errors import ConnectionLost
+    from pgonline.plan import LockLevel, Phase, Plan, Step
+
+    step = Step(id="suicide", phase=Phase.EXPAND, lock=LockLevel.NONE,
+                description="a step whose statement ends its own session",
+                sql="SELECT pg_terminate_backend(pg_backend_pid())")
+    plan = Plan("test", "nothing", {}, (step,))
+
+    async def main() -> float:
+        t0 = time.monotonic()
+        with anyio.fail_after(30), pytest.raises(ConnectionLost):
+            await Executor(dsn, ExecOptions(reconnect_timeout_s=2, max_attempts=1),
+                           Progress()).run(plan)
+        return time.monotonic() - t0
+
+    assert anyio.run(main) < 15

@@ -252,6 +252,11 @@ class Executor:
         self._backend_pid = conn.info.backend_pid
         self.progress.job(job.id, plan.kind, plan.target, resumed)
         ran: list[str] = []
+        # A loss after progress (a step or a batch done) gets a fresh
+        # --reconnect-timeout; a loss without any keeps the old deadline, so a
+        # session that keeps dying at the same point cannot loop forever.
+        last_loss: tuple[tuple[str, ...], int] | None = None
+        deadline = 0.0
         try:
             while True:
                 try:
@@ -260,7 +265,11 @@ class Executor:
                 except psycopg.Error as exc:
                     if not is_connection_lost(exc):
                         raise
-                    records = await self._reconnect(job, exc)
+                    marker = (tuple(ran), sum(self._rows_updated.values()))
+                    if marker != last_loss:
+                        last_loss = marker
+                        deadline = time.monotonic() + self.options.reconnect_timeout_s
+                    records = await self._reconnect(job, exc, deadline)
                     lost_step, self._step_running = self._step_running, None
                     if lost_step is not None and lost_step not in ran \
                             and records[lost_step].status is StepStatus.DONE:
@@ -347,28 +356,35 @@ class Executor:
             self.progress.step_finished(step, time.monotonic() - s0)
             ran.append(step.id)
 
-    async def _reconnect(self, job: Job, exc: psycopg.Error) -> dict[str, StepRecord]:
+    async def _reconnect(self, job: Job, exc: psycopg.Error, deadline: float) -> dict[str, StepRecord]:
         """Replace the lost session, take the job back and return the re-read journal.
 
-        Retries (jittered backoff) until ``reconnect_timeout_s`` after the loss,
-        also when the new session is lost again before the job is back in hand.
+        Retries (jittered backoff) until ``deadline`` (``reconnect_timeout_s``
+        after the first loss without progress), also when the new session is
+        lost again before the job is back in hand.
         """
         timeout = self.options.reconnect_timeout_s
-        deadline = time.monotonic() + timeout
         log.warning("connection lost; reconnecting", job=job.id, step=self._step_running,
                     sqlstate=exc.sqlstate, error=str(exc).strip(), reconnect_timeout_s=timeout)
+        hint = (f"completed steps and backfill progress are saved; once the server "
+                f"is reachable, continue with `online resume {job.id}`")
         while True:
             assert self._conn is not None
             with anyio.CancelScope(shield=True):
                 await self._conn.close()  # already broken: this only frees it
+            if time.monotonic() >= deadline:
+                # Reconnecting works, but the session keeps ending with no progress.
+                raise ConnectionLost(
+                    f"job {job.id}: the connection to PostgreSQL was lost again and again "
+                    f"without progress for --reconnect-timeout {timeout:g}s (last: "
+                    f"{' '.join(str(exc).split())} [SQLSTATE {exc.sqlstate}])", hint=hint)
             try:
                 conn = await reopen(self.dsn, deadline=deadline, what=str(job.id))
             except ConnectError as err:
                 raise ConnectionLost(
                     f"job {job.id}: lost the connection to PostgreSQL and could not get it "
                     f"back within --reconnect-timeout {timeout:g}s ({' '.join(err.message.split())})",
-                    hint=f"completed steps and backfill progress are saved; once the server "
-                         f"is reachable, continue with `online resume {job.id}`",
+                    hint=hint,
                 ) from None
             self._conn = conn
             try:
