@@ -80,7 +80,10 @@ class Step:
     ``online rollback``.  ``cleanup_sql`` runs (outside a transaction) before
     every attempt of a non-transactional step when ``cleanup_if`` returns true,
     to clear what a failed earlier attempt left behind, such as the INVALID
-    index of an interrupted ``CREATE INDEX CONCURRENTLY``.
+    index of an interrupted ``CREATE INDEX CONCURRENTLY``.  ``irreversible``
+    says why rollback cannot undo the step once it has run (a dropped
+    column's data, a cut-over that live writes have followed); rollback then
+    refuses before undoing anything.
     """
 
     id: str
@@ -95,6 +98,7 @@ class Step:
     why_safe: str = ""
     cleanup_if: str | None = None
     cleanup_sql: str | None = None
+    irreversible: str | None = None
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -135,6 +139,7 @@ class Step:
             why_safe=data.get("why_safe", ""),
             cleanup_if=data.get("cleanup_if"),
             cleanup_sql=data.get("cleanup_sql"),
+            irreversible=data.get("irreversible"),
         )
 
 
@@ -204,6 +209,8 @@ class Plan:
             lines.append(f"   lock: {s.lock} (blocks {s.lock.blocks}); {tx}")
             if s.why_safe:
                 lines.append(f"   safe because: {s.why_safe}")
+            if s.irreversible:
+                lines.append(f"   irreversible: {s.irreversible}")
             if s.sql is not None:
                 lines += ["   " + ln for ln in s.sql.splitlines()]
             if s.backfill is not None:
