@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -340,46 +340,80 @@ async def relation_oid(conn: Conn, name: str) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
+class TableLock:
+    """The table's advisory lock as held by :func:`table_lock`."""
+
+    def __init__(self, conn: Conn, table_oid: int) -> None:
+        self._conn = conn
+        self._args = [TABLE_LOCK_NAMESPACE, table_oid]
+        self._held = False
+        # When our first attempt found the lock taken (None: it was free).
+        # Another process was then between its twin lookup and its job lock.
+        self.contended_since: datetime | None = None
+
+    async def acquire(self, wait_s: float, poll_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            cur = await self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s::int, %s::oid::int), statement_timestamp()",
+                self._args)
+            row = await cur.fetchone()
+            assert row is not None
+            if row[0]:
+                self._held = True
+                return
+            if self.contended_since is None:
+                self.contended_since = row[1]
+            if time.monotonic() >= deadline:
+                cur = await self._conn.execute(
+                    """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                          AND classid = %s AND objid = %s::oid AND objsubid = 2 LIMIT 1""",
+                    self._args)
+                holder = await cur.fetchone()
+                who = f" (pid {holder[0]})" if holder else ""
+                raise JobError(f"another pgonline process{who} is starting a job on this table",
+                               hint="retry when it has started; `online status` will list it")
+            await anyio.sleep(poll_s)
+
+    async def release(self) -> None:
+        """Idempotent; the runner calls it once its job row is locked."""
+        if self._held:
+            self._held = False
+            await self._conn.execute("SELECT pg_advisory_unlock(%s::int, %s::oid::int)",
+                                     self._args)
+
+
 @asynccontextmanager
 async def table_lock(conn: Conn, table_oid: int, *, wait_s: float,
-                     poll_s: float = 0.05) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-    """Hold the table's advisory lock on ``conn``; yields ``release`` (idempotent).
+                     poll_s: float = 0.05) -> AsyncIterator[TableLock]:
+    """Hold the table's advisory lock on ``conn`` (released on exit at the latest).
 
     Polled with ``pg_try_advisory_lock`` rather than queued, so waiting never
     depends on the session's lock_timeout and gives up after ``wait_s`` with
-    a message naming the process that holds it.  Released on exit at the
-    latest; the holder releases it earlier, once its job row is locked.
+    a message naming the process that holds it.
     """
-    args = [TABLE_LOCK_NAMESPACE, table_oid]
-    deadline = time.monotonic() + wait_s
-    while True:
-        cur = await conn.execute("SELECT pg_try_advisory_lock(%s::int, %s::oid::int)", args)
-        row = await cur.fetchone()
-        if row and row[0]:
-            break
-        if time.monotonic() >= deadline:
-            cur = await conn.execute(
-                """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                      AND classid = %s AND objid = %s::oid AND objsubid = 2 LIMIT 1""", args)
-            row = await cur.fetchone()
-            who = f" (pid {row[0]})" if row else ""
-            raise JobError(f"another pgonline process{who} is starting a job on this table",
-                           hint="retry when it has started; `online status` will list it")
-        await anyio.sleep(poll_s)
-    held = True
-
-    async def release() -> None:
-        nonlocal held
-        if held:
-            held = False
-            await conn.execute("SELECT pg_advisory_unlock(%s::int, %s::oid::int)", args)
-
+    lock = TableLock(conn, table_oid)
+    await lock.acquire(wait_s, poll_s)
     try:
-        yield release
+        yield lock
     finally:
         with anyio.CancelScope(shield=True):
             if not conn.closed:
-                await release()
+                await lock.release()
+
+
+async def active_since(conn: Conn, table_oid: int, kind: str, since: datetime) -> Job | None:
+    """A ``kind`` job on the table that was unfinished at some moment since ``since``."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT * FROM pgonline.jobs
+                WHERE target_oid = %s AND kind = %s
+                  AND (finished_at IS NULL OR finished_at >= %s)
+                ORDER BY id DESC LIMIT 1""",
+            [table_oid, kind, since],
+        )
+        row = await cur.fetchone()
+    return _job(row) if row else None
 
 
 async def load_job(conn: Conn, job_id: int) -> Job:

@@ -10,7 +10,7 @@ import psycopg
 
 from pgonline import catalog, journal
 from pgonline.connection import connection
-from pgonline.errors import JobError
+from pgonline.errors import JobError, PgOnlineError
 from pgonline.executor import ExecOptions, Executor, JobResult
 from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName
@@ -87,21 +87,58 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         plan = await make_plan()
         result = await _executor(ctx).run(plan)
         return ChangeOutcome(plan, result)
-    async with journal.table_lock(conn, table_oid, wait_s=PLANNING_WAIT_S) as release:
+    async with journal.table_lock(conn, table_oid, wait_s=PLANNING_WAIT_S) as lock:
         executor = _executor(ctx)
-        executor.on_job_opened = release
+        executor.on_job_opened = lock.release
         twin = await unfinished_twin(conn, kind, target, args)
         if twin is not None:
             if await journal.job_is_locked(conn, twin.id):
-                raise JobError(f"job {twin.id} for this change is running in another process",
-                               hint="watch it with `online status`")
+                raise _running(twin)
             return ChangeOutcome(twin.plan, await executor.run(job_id=twin.id))
-        if version is not None:
-            other = await journal.find_unfinished_on(conn, table_oid)
+        other = None if version is None else await journal.find_unfinished_on(conn, table_oid)
+        try:
+            plan = await make_plan()
+        except PgOnlineError:
+            # Planning against a table another job is changing (or just changed)
+            # fails confusingly ("already exists"): name that job instead.
+            await _refuse_if_concurrent(conn, lock, table_oid, kind)
             if other is not None:
+                raise journal.other_job_error(
+                    other, await journal.job_is_locked(conn, other.id)) from None
+            raise
+        if other is not None:
+            if other.fingerprint != plan.fingerprint:
                 raise journal.other_job_error(other, await journal.job_is_locked(conn, other.id))
-        plan = await make_plan()
+            # The same change under another spelling of its target (drop-index
+            # names the index, its job the table): resume exactly that job.
+            if await journal.job_is_locked(conn, other.id):
+                raise _running(other)
+            return ChangeOutcome(other.plan, await executor.run(job_id=other.id))
+        await _refuse_if_concurrent(conn, lock, table_oid, kind)
         return ChangeOutcome(plan, await executor.run(plan))
+
+
+def _running(job: journal.Job) -> JobError:
+    return JobError(f"job {job.id} for this change is running in another process",
+                    hint="watch it with `online status`")
+
+
+async def _refuse_if_concurrent(conn: Conn, lock: journal.TableLock, table_oid: int,
+                                kind: str) -> None:
+    """JobError if the same kind of change ran on the table while we waited for its lock.
+
+    Of two identical commands started at once, the second gets the lock only
+    once the first has its job; that job may even be done by now (a small
+    backfill takes milliseconds).  Running it a second time is exactly what
+    must not happen.
+    """
+    if lock.contended_since is None:
+        return
+    job = await journal.active_since(conn, table_oid, kind, lock.contended_since)
+    if job is not None:
+        raise JobError(f"job {job.id} ({job.kind} on {job.target}) was started by another "
+                       f"process at the same time (it is {job.status})",
+                       hint="`online status` shows it")
 
 
 def _executor(ctx: RunContext) -> Executor:
