@@ -43,8 +43,11 @@ async def status(dsn: str, *, job_id: int | None = None, include_finished: bool 
             current = next((r.step_id for r in recs.values() if r.status is not StepStatus.DONE), None)
             if job.status is JobStatus.ROLLED_BACK:
                 current = None
-            undone = tuple(r.step_id for r in recs.values() if r.status is StepStatus.UNDONE)
-            no_undo = tuple(r.step_id for r in recs.values() if r.status is StepStatus.NO_UNDO)
+            # In the order rollback undid them: last step first.
+            undone = tuple(r.step_id for r in reversed(recs.values())
+                           if r.status is StepStatus.UNDONE)
+            no_undo = tuple(r.step_id for r in reversed(recs.values())
+                            if r.status is StepStatus.NO_UNDO)
             rows_done = rows_total = None
             pct = None
             bf = next((s for s in job.plan.steps if s.backfill is not None), None)
