@@ -2,9 +2,11 @@
 
 Two identical commands started at the same instant: exactly one runs, the
 other exits 6 and creates no job.  The start barrier is a lock held in the
-database: the test holds ACCESS EXCLUSIVE on ``pgonline.meta``, which every
-change command reads first (the journal's schema version), so all processes
-of a batch queue on it; once every one of them is waiting, the lock is
+database: the test holds ACCESS EXCLUSIVE on ``pgonline.meta`` and
+``pgonline.jobs``, one of which every change command reads before it decides
+whether a job exists (the journal's version, or the jobs themselves in
+pgonline <= 0.1, so the test also shows the race there), so all processes of a
+batch queue on them; once every one of them is waiting, the locks are
 released and they all go at once.
 """
 
@@ -47,13 +49,17 @@ def _init_journal(dsn: str) -> None:
     anyio.run(go)
 
 
+BARRIER = "LOCK TABLE pgonline.meta, pgonline.jobs IN ACCESS EXCLUSIVE MODE"
+
+
 def _release_together(db: psycopg.Connection[Any], procs: list[subprocess.Popen[str]]) -> None:
     """Wait until every process queues on the barrier lock, then release it."""
     deadline = time.monotonic() + 120
     while True:
         row = db.execute(
             """SELECT count(*) FROM pg_locks
-                WHERE relation = 'pgonline.meta'::regclass AND NOT granted""").fetchone()
+                WHERE relation IN ('pgonline.meta'::regclass, 'pgonline.jobs'::regclass)
+                  AND NOT granted""").fetchone()
         if row and row[0] == len(procs):
             return
         for p in procs:
@@ -71,7 +77,7 @@ def test_of_two_identical_commands_started_at_once_exactly_one_runs(db, dsn, kin
     for first in range(0, PAIRS, BATCH):
         batch = tables[first:first + BATCH]
         with psycopg.connect(dsn) as barrier:
-            barrier.execute("LOCK TABLE pgonline.meta IN ACCESS EXCLUSIVE MODE")
+            barrier.execute(BARRIER)
             procs = {t: [spawn_online([a.format(t=t) for a in COMMANDS[kind]], dsn)
                          for _ in range(2)] for t in batch}
             try:
@@ -167,7 +173,7 @@ def test_two_processes_resuming_one_interrupted_job_exactly_one_wins(db, dsn, on
                   "--phase", "expand").code == 0
     db.execute("UPDATE pgonline.jobs SET status = 'interrupted'")
     with psycopg.connect(dsn) as barrier:
-        barrier.execute("LOCK TABLE pgonline.meta IN ACCESS EXCLUSIVE MODE")
+        barrier.execute(BARRIER)
         args = ["add-column", "users", "extra", "integer", "--backfill", "hits"]
         procs = [spawn_online(args, dsn) for _ in range(2)]
         try:
