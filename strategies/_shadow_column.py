@@ -172,7 +172,9 @@ class ShadowPlan:
     trigger_prefix: str
     backfill_set: str
     backfill_where: str
-    restore_hint: str  # why rollback refuses after the cut-over
+    # Why rollback refuses after the cut-over: the old column no longer
+    # receives writes, so swapping back would silently lose them.
+    restore_hint: str
 
 
 def _index_done(schema: str, name: str, valid: bool) -> str:
@@ -263,7 +265,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
         id="drop-old-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description=f"drop the original column {p.parked_name or col.name}",
         sql=s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, parked)),
-        undo_sql=refuse_undo(p.restore_hint),
+        irreversible=p.restore_hint,
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
         "nothing reads or writes it any more",
     ))
@@ -275,14 +277,6 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
         notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
                      f"new column at the cut-over (OWNED BY), so ids keep coming")
     return steps, notes
-
-
-def refuse_undo(hint: str) -> str:
-    # After the cut-over the old column no longer receives writes; "undoing" by
-    # swapping back would silently lose them, so rollback stops here, loudly.
-    message = f"pgonline: this step cannot be rolled back: {hint}"
-    return s(sql.SQL("DO {tag} BEGIN RAISE EXCEPTION '%', {msg}; END {tag}").format(
-        tag=sql.SQL(DOLLAR_TAG), msg=lit(message)))
 
 
 def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
@@ -354,7 +348,7 @@ def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Ide
         description="cut over in one short transaction: drop the trigger, move constraints, "
         "default, NOT NULL and sequence to the new column",
         sql=s(sql.SQL(";\n").join(stmts)),
-        undo_sql=refuse_undo(p.restore_hint),
+        irreversible=p.restore_hint,
         why_safe="every statement is catalog-only (the indexes were built and NOT NULL proven "
         "beforehand), so ACCESS EXCLUSIVE is held for milliseconds, under lock_timeout",
     )

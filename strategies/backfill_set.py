@@ -69,6 +69,9 @@ def plan_backfill(facts: BackfillFacts, args: BackfillArgs) -> Plan:
                               set_sql=render(set_sql), where_sql=args.where),
         why_safe="each batch is its own short transaction holding row locks on at most one "
         "batch of rows; the WHERE is re-checked on the newest row version",
+        # The old values are not kept anywhere, so no SQL could restore them.
+        irreversible="the rows already updated keep their new values (the old ones were not "
+        "kept); write a compensating `online backfill` if they must change back",
     )
     notes = ["rows inserted after the backfill starts, beyond the largest key at that moment, "
              "are not visited: the application must write the new values itself"]

@@ -38,7 +38,6 @@ from pgonline.strategy import strategy
 from ._shadow_column import (
     ShadowPlan,
     build_steps,
-    refuse_undo,
     refuse_unmovable,
     s,
     shadow_name,
@@ -148,7 +147,7 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
             # The way back narrows the type, which PostgreSQL does by rewriting
             # the table under ACCESS EXCLUSIVE: rollback refuses and points at
             # the online way instead.
-            undo_sql=refuse_undo(
+            irreversible=(
                 f"the type change was catalog-only; to go back run `online change-type "
                 f"{t.display} {s(name)} '{col.column.type}'`, which converts online"),
             why_safe="the conversion is binary-coercible or only widens the typmod, so "

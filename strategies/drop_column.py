@@ -67,6 +67,8 @@ def plan_drop_column(facts: DropColumnFacts, args: DropColumnArgs) -> Plan:
         description=f"drop column {col.name}" + (" and, with CASCADE, the objects listed"
                                                 if cascade else ""),
         sql=stmt.as_string(None),
+        irreversible=f"the data of column {name.as_string(None)} is gone (and so are the objects "
+        "dropped with it); restore them from a backup if they are needed",
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite, no "
         "scan); the lock is requested under lock_timeout and retried, never queued",
     )

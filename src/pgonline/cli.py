@@ -184,7 +184,9 @@ def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None
     ctx = build_context(dsn, kw)
     result = run_async(functools.partial(rollback, ctx, job_id, confirm=confirm))
     if not ctx.dry_run:
-        click.echo(f"job {result.job_id} rolled back ({len(result.steps_run)} steps undone)")
+        from pgonline.commands.jobs import rollback_summary
+
+        click.echo(rollback_summary(result))
 
 
 @cli.command("status")

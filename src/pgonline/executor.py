@@ -17,6 +17,7 @@ the executor only adds the safety envelope around each step:
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -62,6 +63,9 @@ class JobResult:
     steps_run: tuple[str, ...]
     # What to do next when the job paused: the next phase, or what a gated step waits for.
     next_hint: str | None = None
+    # Rollback only: steps that had nothing of their own to undo (steps_run
+    # lists the ones whose undo ran).
+    nothing_to_undo: tuple[str, ...] = ()
 
 
 def _statement_timeout(step: Step, settings: SessionSettings) -> int:
@@ -93,6 +97,9 @@ class Executor:
         self._step_running: str | None = None
         # Per backfill step: rows updated by this process before a lost connection.
         self._rows_updated: dict[str, int] = {}
+        # Called once the job row exists and this process holds the job's lock
+        # (plan_and_run releases its table lock there; see journal.table_lock).
+        self.on_job_opened: Callable[[], Awaitable[None]] | None = None
 
     async def _query_bool(self, conn: Conn, query: str) -> bool:
         cur = await conn.execute(query)
@@ -190,10 +197,7 @@ class Executor:
             # replica DSN that is not a standby) fail before anything is written.
             await self.throttles.prepare(conn)
             await journal.ensure_schema(conn)
-            job, resumed = await self._open_job(conn, plan, job_id)
-            if not await journal.try_lock_job(conn, job.id):
-                raise JobError(f"job {job.id} is already being run by another process",
-                               hint="watch it with `online status`")
+            job, resumed = await self._open_job(conn, plan, job_id)  # holds the job's lock
             return await self._drive(job, resumed, t0)
         finally:
             with anyio.CancelScope(shield=True):
@@ -209,17 +213,32 @@ class Executor:
             raise JobPaused(job_id)
 
     async def _open_job(self, conn: Conn, plan: Plan | None, job_id: int | None) -> tuple[Job, bool]:
-        if job_id is not None:
-            job = await journal.load_job(conn, job_id)
-            if job.status.final:
-                raise JobError(f"job {job.id} is {job.status}; nothing to resume")
-            return job, True
-        assert plan is not None
-        existing = await journal.find_unfinished(conn, plan.fingerprint)
-        if existing is not None:
-            return existing, True
-        new_id = await journal.create_job(conn, plan, self.options.phase)
-        return await journal.load_job(conn, new_id), False
+        """Create or find the job and take its lock; only then read its status.
+
+        Reading the status after the lock is what makes two processes racing
+        to resume one interrupted job safe: exactly one gets the lock, and it
+        sees the status the other left, not a stale one.
+        """
+        resumed = True
+        if job_id is None:
+            assert plan is not None
+            existing = await journal.find_unfinished(conn, plan.fingerprint)
+            if existing is not None:
+                job_id = existing.id
+            else:
+                job_id = await journal.create_job(conn, plan, self.options.phase)
+                resumed = False
+        else:
+            await journal.load_job(conn, job_id)  # "does not exist" before anything else
+        if not await journal.try_lock_job(conn, job_id):
+            raise JobError(f"job {job_id} is already being run by another process",
+                           hint="watch it with `online status`")
+        job = await journal.load_job(conn, job_id)
+        if resumed and job.status.final:
+            raise JobError(f"job {job.id} is {job.status}; nothing to resume")
+        if self.on_job_opened is not None:
+            await self.on_job_opened()
+        return job, resumed
 
     async def _drive(self, job: Job, resumed: bool, t0: float) -> JobResult:
         assert self._conn is not None
@@ -445,61 +464,104 @@ class Executor:
 
     async def rollback(self, job_id: int, *, confirm: bool = False, dry_run: bool = False,
                        out: Any = None) -> JobResult:
-        """Undo a job's done steps in reverse order, each under the same safety envelope.
+        """Undo a job's steps in reverse order, each under the same safety envelope.
 
         Only the ``undo_sql`` the strategy planned is run (executing never
-        decides).  Undoing a finished job may discard data the application has
-        written since (e.g. dropping the new column), so it needs ``confirm``.
+        decides).  Before anything is undone, every step whose effect may be in
+        the database is checked: one the plan marks irreversible (a dropped
+        column, a cut-over, a backfill of live data) refuses the whole
+        rollback, so a job is never left half undone by design.  Undoing a
+        finished job may discard data the application has written since
+        (e.g. dropping the new column), so it needs ``confirm``.
+
+        The job's status is not changed while undoing (its lock keeps other
+        runners out); if an undo fails, the job keeps the status it had (a
+        finished job stays finished, never "failed") and its steps record
+        which ones were undone, so ``online rollback`` again continues.
         """
         t0 = time.monotonic()
         conn = await connect(self.dsn)
         try:
             await journal.ensure_schema(conn)
+            await journal.load_job(conn, job_id)  # "does not exist" first
+            if not await journal.try_lock_job(conn, job_id):
+                raise JobError(f"job {job_id} is running in another process",
+                               hint=f"stop it first with `online cancel {job_id}` or Ctrl-C")
+            # Read under the lock: no runner can change it from here on.
             job = await journal.load_job(conn, job_id)
-            if job.status in (JobStatus.ROLLED_BACK, JobStatus.CANCELLED) and not any(
-                r.status is StepStatus.DONE for r in (await journal.steps(conn, job.id)).values()
-            ):
+            records = await journal.steps(conn, job.id)
+            todo = steps_to_undo(job.plan, records)
+            if job.status in (JobStatus.ROLLED_BACK, JobStatus.CANCELLED) and not todo:
                 raise JobError(f"job {job.id} has nothing left to roll back")
+            for step in todo:
+                reason = irreversible(step)
+                if reason is not None:
+                    raise JobError(
+                        f"job {job.id} cannot be rolled back: step {step.id} is irreversible; "
+                        f"nothing was undone",
+                        hint=reason,
+                    )
             if job.status is JobStatus.DONE and not confirm:
                 raise JobError(
                     f"job {job.id} finished; rolling it back may discard data written since",
                     hint=f"re-run with `online rollback {job.id} --confirm` if that is intended",
                 )
-            if not await journal.try_lock_job(conn, job.id):
-                raise JobError(f"job {job.id} is running in another process",
-                               hint=f"stop it first with `online cancel {job.id}` or Ctrl-C")
-            records = await journal.steps(conn, job.id)
-            done = [s for s in reversed(job.plan.steps) if records[s.id].status is StepStatus.DONE]
             if dry_run:
                 lines = [f"Rollback of job {job.id} ({job.plan.kind} on {job.plan.target}):"]
-                for s in done:
+                for s in todo:
                     lines.append(f"- undo {s.id}: " + (s.undo_sql or "(nothing to undo)"))
                 (out or print)("\n".join(lines))
                 return JobResult(job.id, job.status, True, time.monotonic() - t0, ())
-            await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
             self._relation = job.plan.target
-            ran: list[str] = []
+            undone: list[str] = []
+            nothing: list[str] = []
             try:
-                for s in done:
-                    await self._undo_step(conn, job.id, s)
-                    ran.append(s.id)
+                for s in todo:
+                    (undone if await self._undo_step(conn, job.id, s) else nothing).append(s.id)
             except PgOnlineError as exc:
-                await self._finish(job.id, JobStatus.FAILED, exc, default_hint=(
-                    f"fix the cause, then run `online rollback {job.id}` again"))
-                raise
+                left = [s.id for s in todo if s.id not in undone and s.id not in nothing]
+                message = (f"rollback of job {job.id} stopped at step {left[0]}: {exc.message}; "
+                           f"undone: {_ids(undone)}; not undone: {_ids(left)}")
+                hint = f"fix the cause, then run `online rollback {job.id}` again"
+                await self._rollback_stopped(job, message, hint)
+                raise type(exc)(message, hint=hint) from exc
+            except (anyio.get_cancelled_exc_class(), KeyboardInterrupt):
+                message = f"rollback of job {job.id} interrupted; undone: {_ids(undone)}"
+                hint = f"continue with `online rollback {job.id}`"
+                await self._rollback_stopped(job, message, hint)
+                raise Interrupted(message, hint=hint) from None
             await self._finish(job.id, JobStatus.ROLLED_BACK, None)
-            return JobResult(job.id, JobStatus.ROLLED_BACK, True, time.monotonic() - t0, tuple(ran))
+            log.info("job rolled back", job=job.id, undone=undone, nothing_to_undo=nothing)
+            return JobResult(job.id, JobStatus.ROLLED_BACK, True, time.monotonic() - t0,
+                             tuple(undone), tuple(nothing))
         finally:
             await conn.close()
 
-    async def _undo_step(self, conn: Conn, job_id: int, step: Step) -> None:
+    async def _rollback_stopped(self, job: Job, message: str, hint: str) -> None:
+        """Record a stopped rollback on a fresh connection; the job keeps its status."""
+        # A RUNNING status we could lock means its runner died: say so.
+        status = JobStatus.INTERRUPTED if job.status is JobStatus.RUNNING else job.status
+        log.error("rollback stopped", job=job.id, error=message)
+        with anyio.CancelScope(shield=True):
+            try:
+                ctl = await connect(self.dsn)
+            except PgOnlineError:
+                log.error("could not record the stopped rollback", job=job.id)
+                return
+            try:
+                await journal.restore_status(ctl, job.id, status, error=message, hint=hint)
+            finally:
+                await ctl.close()
+
+    async def _undo_step(self, conn: Conn, job_id: int, step: Step) -> bool:
+        """Undo one step; False when it had nothing of its own to reverse."""
         settings = self.options.settings
         if step.undo_sql is None:
-            # Nothing structural to reverse (a backfill, a VALIDATE): its effect
-            # disappears with the objects the earlier steps created.
+            # Nothing structural to reverse (a VALIDATE, the backfill of a column
+            # an earlier step added): its effect goes with what that step created.
             async with conn.transaction():
-                await journal.set_step(conn, job_id, step.id, StepStatus.UNDONE)
-            return
+                await journal.set_step(conn, job_id, step.id, StepStatus.NO_UNDO)
+            return False
         undo = step.undo_sql
         self.progress.step_started(0, 0, step)
 
@@ -523,4 +585,36 @@ class Executor:
             await with_retries(f"undo {step.id}", run_once, attempts=self.options.max_attempts)
         except psycopg.Error as exc:
             raise _server_error(step, exc) from exc
+        return True
 
+
+def _ids(ids: list[str]) -> str:
+    return ", ".join(ids) if ids else "nothing"
+
+
+def steps_to_undo(plan: Plan, records: dict[str, journal.StepRecord]) -> list[Step]:
+    """The steps whose effect may be in the database, last first.
+
+    Done steps, and steps that stopped part-way with a lasting effect: a
+    non-transactional one (an interrupted CREATE INDEX CONCURRENTLY leaves an
+    INVALID index) or a backfill (its committed batches stay).  A failed
+    transactional step left nothing: its transaction rolled back.
+    """
+    partial = (StepStatus.RUNNING, StepStatus.FAILED)
+    return [s for s in reversed(plan.steps)
+            if records[s.id].status is StepStatus.DONE
+            or (records[s.id].status in partial and (not s.transactional or s.is_backfill))]
+
+
+# Plans journaled before ``Step.irreversible`` existed marked such steps with an
+# undo that raises this (strategies' former refuse_undo()).
+_LEGACY_REFUSAL = re.compile(r"pgonline: this step cannot be rolled back: (.*?)'\s*;\s*END",
+                             re.DOTALL)
+
+
+def irreversible(step: Step) -> str | None:
+    """Why rollback cannot undo ``step`` (None: it can, or it has nothing to undo)."""
+    if step.irreversible is not None:
+        return step.irreversible
+    legacy = _LEGACY_REFUSAL.search(step.undo_sql or "")
+    return legacy.group(1).replace("''", "'") if legacy else None

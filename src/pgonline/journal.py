@@ -9,12 +9,17 @@ therefore never claim more (or less) than what the database actually holds.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+import anyio
 import psycopg
+import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -22,12 +27,20 @@ from pgonline.errors import JobError
 from pgonline.plan import Plan
 
 Conn = psycopg.AsyncConnection[Any]
+log = structlog.get_logger("pgonline.journal")
 
 SCHEMA = "pgonline"
-SCHEMA_VERSION = 1
+# 1: jobs, steps, checkpoints.  2: jobs.target_oid and the unique index that
+# allows one unfinished job per table (see _migrate_to_2).
+SCHEMA_VERSION = 2
 # Advisory lock key space: (namespace, job id).  The namespace is a constant so
 # other applications' advisory locks cannot collide with ours by accident.
+# (LOCK_NAMESPACE, 0) serializes creating and migrating the journal schema.
 LOCK_NAMESPACE = 0x70676F  # "pgo"
+# (TABLE_LOCK_NAMESPACE, table OID): held by a process from before it looks
+# for an unfinished job on the table until its own job row exists and is
+# locked, so two processes can never both decide "no job yet, create one".
+TABLE_LOCK_NAMESPACE = 0x706770  # "pgp"
 
 
 class JobStatus(StrEnum):
@@ -49,7 +62,11 @@ class StepStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    # Rolled back by running the step's undo SQL.
     UNDONE = "undone"
+    # Rolled back, but the step had nothing of its own to reverse (a VALIDATE,
+    # a backfill of a column that an undone step dropped, ...).
+    NO_UNDO = "no_undo"
 
 
 class Request(StrEnum):
@@ -110,6 +127,27 @@ CREATE TABLE IF NOT EXISTS pgonline.checkpoints (
 );
 """
 
+# Version 2.  A journal written by version 1 may already hold two unfinished
+# jobs on one table (the race this index closes); then only the newest gets
+# its target_oid, the older ones keep NULL, which the unique index does not
+# cover: they stay resumable as they are and are reported once (warning).
+_MIGRATE_TO_2 = """
+ALTER TABLE pgonline.jobs ADD COLUMN IF NOT EXISTS target_oid oid;
+WITH unfinished AS (
+    SELECT id, to_regclass(target)::oid AS rel,
+           row_number() OVER (PARTITION BY to_regclass(target)::oid ORDER BY id DESC) AS n
+      FROM pgonline.jobs
+     WHERE status NOT IN ('done', 'cancelled', 'rolled_back') AND target_oid IS NULL
+)
+UPDATE pgonline.jobs j SET target_oid = u.rel
+  FROM unfinished u
+ WHERE j.id = u.id AND u.n = 1 AND u.rel IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM pgonline.jobs o
+                    WHERE o.target_oid = u.rel AND o.status NOT IN ('done', 'cancelled', 'rolled_back'));
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_one_unfinished_per_table
+    ON pgonline.jobs (target_oid) WHERE status NOT IN ('done', 'cancelled', 'rolled_back');
+"""
+
 
 @dataclass(frozen=True)
 class Job:
@@ -148,19 +186,46 @@ class Checkpoint:
     finished: bool
 
 
-async def ensure_schema(conn: Conn) -> None:
-    """Create the journal schema once; concurrent first runs serialize on an advisory lock."""
+async def schema_version(conn: Conn) -> int | None:
+    """The journal's schema version, or None when there is no journal in this database."""
     cur = await conn.execute("SELECT to_regclass('pgonline.checkpoints') IS NOT NULL")
     row = await cur.fetchone()
-    if row and row[0]:
+    if not row or not row[0]:
+        return None
+    cur = await conn.execute("SELECT value FROM pgonline.meta WHERE key = 'schema_version'")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 1
+
+
+async def ensure_schema(conn: Conn) -> None:
+    """Create the journal schema, or migrate an older one in place, to SCHEMA_VERSION.
+
+    Concurrent first runs (or upgrades) serialize on an advisory lock and
+    re-read the version under it, so exactly one of them changes anything.
+    """
+    if await schema_version(conn) == SCHEMA_VERSION:
         return
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s::int, 0)", [LOCK_NAMESPACE])
-        await conn.execute(_DDL)
+        version = await schema_version(conn)
+        if version is not None and version >= SCHEMA_VERSION:
+            return
+        if version is None:
+            await conn.execute(_DDL)
+        await conn.execute(_MIGRATE_TO_2)
         await conn.execute(
-            "INSERT INTO pgonline.meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+            """INSERT INTO pgonline.meta VALUES ('schema_version', %s)
+               ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
             [str(SCHEMA_VERSION)],
         )
+        cur = await conn.execute(
+            """SELECT array_agg(id ORDER BY id) FROM pgonline.jobs
+                 WHERE status NOT IN ('done', 'cancelled', 'rolled_back') AND target_oid IS NULL""")
+        row = await cur.fetchone()
+        if version is not None and row and row[0]:
+            log.warning("journal upgraded; these unfinished jobs share a table with a newer "
+                        "unfinished job and are not covered by the one-job-per-table index",
+                        jobs=list(row[0]))
 
 
 def _job(row: dict[str, Any]) -> Job:
@@ -181,24 +246,55 @@ def _job(row: dict[str, Any]) -> Job:
     )
 
 
+def _job_label(job: Job) -> str:
+    return f"job {job.id} ({job.kind} on {job.target}, {job.status})"
+
+
+def other_job_error(job: Job, locked: bool) -> JobError:
+    """The refusal to start a second job on a table that has an unfinished one."""
+    if locked:
+        return JobError(f"{_job_label(job)} is running on this table; one unfinished "
+                        "pgonline job per table", hint="wait for it (`online status`)")
+    return JobError(f"{_job_label(job)} is unfinished on this table; one unfinished "
+                    "pgonline job per table",
+                    hint=f"finish it with `online resume {job.id}`, undo it with "
+                         f"`online rollback {job.id}`, or abandon it with `online cancel {job.id}`")
+
+
 async def create_job(conn: Conn, plan: Plan, phase: str | None = None) -> int:
-    async with conn.transaction():
-        cur = await conn.execute(
-            """
-            INSERT INTO pgonline.jobs (kind, target, fingerprint, plan, phase, status)
-            VALUES (%s, %s, %s, %s, %s, %s) RETURNING id
-            """,
-            [plan.kind, plan.target, plan.fingerprint, Jsonb(plan.to_dict()), phase,
-             JobStatus.INTERRUPTED.value],
-        )
-        row = await cur.fetchone()
-        assert row is not None
-        job_id = int(row[0])
-        async with conn.cursor() as c:
-            await c.executemany(
-                "INSERT INTO pgonline.steps (job_id, step_id, ord, status) VALUES (%s, %s, %s, %s)",
-                [(job_id, s.id, i, StepStatus.PENDING.value) for i, s in enumerate(plan.steps)],
+    """Insert a job and its steps; JobError (nothing created) if the table has an unfinished job.
+
+    The unique index over unfinished jobs per table OID is the backstop for
+    any caller that did not take the table lock first.
+    """
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                """
+                INSERT INTO pgonline.jobs (kind, target, target_oid, fingerprint, plan, phase,
+                                           status)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id
+                """,
+                [plan.kind, plan.target, await relation_oid(conn, plan.target),
+                 plan.fingerprint, Jsonb(plan.to_dict()), phase, JobStatus.INTERRUPTED.value],
             )
+            row = await cur.fetchone()
+            assert row is not None
+            job_id = int(row[0])
+            async with conn.cursor() as c:
+                await c.executemany(
+                    "INSERT INTO pgonline.steps (job_id, step_id, ord, status) "
+                    "VALUES (%s, %s, %s, %s)",
+                    [(job_id, s.id, i, StepStatus.PENDING.value)
+                     for i, s in enumerate(plan.steps)],
+                )
+    except psycopg.errors.UniqueViolation:
+        oid = await relation_oid(conn, plan.target)
+        other = None if oid is None else await find_unfinished_on(conn, oid)
+        if other is None:  # pragma: no cover - it finished between the INSERT and now
+            raise JobError(f"another job on {plan.target} was created at the same time",
+                           hint="`online status` lists jobs") from None
+        raise other_job_error(other, await job_is_locked(conn, other.id)) from None
     return job_id
 
 
@@ -211,6 +307,110 @@ async def find_unfinished(conn: Conn, fingerprint: str) -> Job | None:
              ORDER BY id DESC LIMIT 1
             """,
             [fingerprint],
+        )
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
+async def find_unfinished_on(conn: Conn, table_oid: int) -> Job | None:
+    """The unfinished job holding table ``table_oid`` (at most one, by the unique index)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT * FROM pgonline.jobs
+                 WHERE target_oid = %s AND status NOT IN ('done', 'cancelled', 'rolled_back')
+                 ORDER BY id DESC LIMIT 1""",
+            [table_oid],
+        )
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
+async def relation_oid(conn: Conn, name: str) -> int | None:
+    """The OID of the table ``name`` (quoted text) designates; an index stands for its table.
+
+    Jobs are keyed by OID, not text: ``users`` and ``public.users`` are one
+    table, and the OID survives a rename.  None when there is no such relation.
+    """
+    cur = await conn.execute(
+        """SELECT coalesce((SELECT indrelid FROM pg_index WHERE indexrelid = r.oid), r.oid)
+             FROM (SELECT to_regclass(%s)::oid AS oid) r""",
+        [name],
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+class TableLock:
+    """The table's advisory lock as held by :func:`table_lock`."""
+
+    def __init__(self, conn: Conn, table_oid: int) -> None:
+        self._conn = conn
+        self._args = [TABLE_LOCK_NAMESPACE, table_oid]
+        self._held = False
+        # When our first attempt found the lock taken (None: it was free).
+        # Another process was then between its twin lookup and its job lock.
+        self.contended_since: datetime | None = None
+
+    async def acquire(self, wait_s: float, poll_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            cur = await self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s::int, %s::oid::int), statement_timestamp()",
+                self._args)
+            row = await cur.fetchone()
+            assert row is not None
+            if row[0]:
+                self._held = True
+                return
+            if self.contended_since is None:
+                self.contended_since = row[1]
+            if time.monotonic() >= deadline:
+                cur = await self._conn.execute(
+                    """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+                          AND classid = %s AND objid = %s::oid AND objsubid = 2 LIMIT 1""",
+                    self._args)
+                holder = await cur.fetchone()
+                who = f" (pid {holder[0]})" if holder else ""
+                raise JobError(f"another pgonline process{who} is starting a job on this table",
+                               hint="retry when it has started; `online status` will list it")
+            await anyio.sleep(poll_s)
+
+    async def release(self) -> None:
+        """Idempotent; the runner calls it once its job row is locked."""
+        if self._held:
+            self._held = False
+            await self._conn.execute("SELECT pg_advisory_unlock(%s::int, %s::oid::int)",
+                                     self._args)
+
+
+@asynccontextmanager
+async def table_lock(conn: Conn, table_oid: int, *, wait_s: float,
+                     poll_s: float = 0.05) -> AsyncIterator[TableLock]:
+    """Hold the table's advisory lock on ``conn`` (released on exit at the latest).
+
+    Polled with ``pg_try_advisory_lock`` rather than queued, so waiting never
+    depends on the session's lock_timeout and gives up after ``wait_s`` with
+    a message naming the process that holds it.
+    """
+    lock = TableLock(conn, table_oid)
+    await lock.acquire(wait_s, poll_s)
+    try:
+        yield lock
+    finally:
+        with anyio.CancelScope(shield=True):
+            if not conn.closed:
+                await lock.release()
+
+
+async def active_since(conn: Conn, table_oid: int, kind: str, since: datetime) -> Job | None:
+    """A ``kind`` job on the table that was unfinished at some moment since ``since``."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            """SELECT * FROM pgonline.jobs
+                WHERE target_oid = %s AND kind = %s
+                  AND (finished_at IS NULL OR finished_at >= %s)
+                ORDER BY id DESC LIMIT 1""",
+            [table_oid, kind, since],
         )
         row = await cur.fetchone()
     return _job(row) if row else None
@@ -261,7 +461,8 @@ async def set_step(conn: Conn, job_id: int, step_id: str, status: StepStatus,
                attempts = attempts + (%s = 'running')::int,
                started_at = CASE WHEN %s = 'running' THEN coalesce(started_at, now())
                                  ELSE started_at END,
-               finished_at = CASE WHEN %s IN ('done', 'undone') THEN now() ELSE NULL END
+               finished_at = CASE WHEN %s IN ('done', 'undone', 'no_undo') THEN now()
+                                  ELSE NULL END
          WHERE job_id = %s AND step_id = %s
         """,
         [status.value, error, status.value, status.value, status.value, job_id, step_id],
@@ -280,6 +481,21 @@ async def set_job(conn: Conn, job_id: int, status: JobStatus, *, error: str | No
          WHERE id = %s
         """,
         [status.value, error, hint, status.value, clear_request, status.value, job_id],
+    )
+
+
+async def restore_status(conn: Conn, job_id: int, status: JobStatus, *, error: str | None,
+                         hint: str | None) -> None:
+    """Put a job back to ``status`` after a refused or stopped rollback.
+
+    Unlike :func:`set_job` it keeps ``finished_at``: a finished job whose
+    rollback stopped is still the finished job it was (never "failed"); its
+    steps say which ones were undone.
+    """
+    await conn.execute(
+        """UPDATE pgonline.jobs SET status = %s, error = %s, hint = %s, updated_at = now(),
+                  pid = NULL, request = NULL WHERE id = %s""",
+        [status.value, error, hint, job_id],
     )
 
 

@@ -80,7 +80,10 @@ class Step:
     ``online rollback``.  ``cleanup_sql`` runs (outside a transaction) before
     every attempt of a non-transactional step when ``cleanup_if`` returns true,
     to clear what a failed earlier attempt left behind, such as the INVALID
-    index of an interrupted ``CREATE INDEX CONCURRENTLY``.
+    index of an interrupted ``CREATE INDEX CONCURRENTLY``.  ``irreversible``
+    says why rollback cannot undo the step once it has run (a dropped
+    column's data, a cut-over that live writes have followed); rollback then
+    refuses before undoing anything.
 
     ``gate`` says what must be true of the application before the step may
     run, when the step would break code that does not know the change (for
@@ -103,6 +106,7 @@ class Step:
     cleanup_if: str | None = None
     cleanup_sql: str | None = None
     gate: str | None = None
+    irreversible: str | None = None
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -144,6 +148,7 @@ class Step:
             cleanup_if=data.get("cleanup_if"),
             cleanup_sql=data.get("cleanup_sql"),
             gate=data.get("gate"),
+            irreversible=data.get("irreversible"),
         )
 
 
@@ -215,6 +220,8 @@ class Plan:
                 lines.append(f"   safe because: {s.why_safe}")
             if s.gate:
                 lines.append(f"   waits for you: {s.gate} (run with --phase {s.phase} to go on)")
+            if s.irreversible:
+                lines.append(f"   irreversible: {s.irreversible}")
             if s.sql is not None:
                 lines += ["   " + ln for ln in s.sql.splitlines()]
             if s.backfill is not None:

@@ -16,6 +16,11 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(out)
 
 
+def _undone(r: Any) -> str:
+    undone: Sequence[str] = getattr(r, "undone", ())
+    return f"undone: {', '.join(undone)}" if undone else ""
+
+
 def jobs_table(rows: Sequence[Any], *, detail: bool = False) -> str:
     if not rows:
         return "no jobs"
@@ -24,10 +29,14 @@ def jobs_table(rows: Sequence[Any], *, detail: bool = False) -> str:
         progress = "" if r.rows_done is None else (
             f"{r.rows_done:,}/{r.rows_total:,} ({r.percent:.1f}%)")
         body.append([r.id, r.kind, r.target, r.status, f"{r.steps_done}/{r.steps_total}",
-                     r.current_step or "", progress, r.updated_at.strftime("%Y-%m-%d %H:%M:%S")])
+                     r.current_step or _undone(r), progress, r.updated_at.strftime("%Y-%m-%d %H:%M:%S")])
     text = table(["job", "kind", "target", "status", "steps", "next step", "backfill", "updated"], body)
     if detail:
         r = rows[0]
+        if getattr(r, "undone", ()) or getattr(r, "nothing_to_undo", ()):
+            text += f"\nundone: {', '.join(r.undone) or 'nothing'}"
+            if r.nothing_to_undo:
+                text += f" (nothing to undo for: {', '.join(r.nothing_to_undo)})"
         if r.error:
             text += f"\nerror: {r.error}"
         if r.hint:

@@ -10,7 +10,7 @@ import psycopg
 
 from pgonline import catalog, journal
 from pgonline.connection import connection
-from pgonline.errors import JobError
+from pgonline.errors import JobError, PgOnlineError
 from pgonline.executor import ExecOptions, Executor, JobResult
 from pgonline.facts import TableFacts
 from pgonline.identifiers import QualifiedName
@@ -40,12 +40,16 @@ class ChangeOutcome:
     result: JobResult | None  # None for a dry run
 
 
+# How long a command waits for another pgonline process that is planning a
+# change on the same table (it holds the table lock only until its job row
+# exists, so this is the length of a planning, pre-flight queries included).
+PLANNING_WAIT_S = 60.0
+
+
 async def unfinished_twin(conn: Conn, kind: str, target: str,
                           args: dict[str, Any]) -> journal.Job | None:
     """An unfinished job of the very same command, if the journal has one."""
-    cur = await conn.execute("SELECT to_regclass('pgonline.jobs') IS NOT NULL")
-    row = await cur.fetchone()
-    if not row or not row[0]:
+    if await journal.schema_version(conn) is None:
         return None
     return await journal.find_unfinished(conn, fingerprint(kind, target, args))
 
@@ -57,25 +61,88 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
     ``make_plan`` gathers catalog facts and calls the strategy; it is only
     called when there is no unfinished twin, because a half-applied change
     would make the catalog disagree with the original plan.
+
+    One unfinished job per table: from before the twin lookup until the job
+    row exists and its runner holds the job's lock, this process holds the
+    table's advisory lock (keyed by OID), so of two identical commands
+    started at once exactly one creates (or resumes) the job and the other
+    then finds it running and exits with a JobError.  The unique index over
+    unfinished jobs per table is the database's backstop.
     """
-    twin = await unfinished_twin(conn, kind, target, args)
-    if twin is not None:
-        if ctx.dry_run:
+    if ctx.dry_run:
+        twin = await unfinished_twin(conn, kind, target, args)
+        if twin is not None:
             ctx.out(f"(unfinished job {twin.id} of this command would be resumed)")
             ctx.out(twin.plan.to_text())
             return ChangeOutcome(twin.plan, None)
-        if await journal.job_is_locked(conn, twin.id):
-            raise JobError(f"job {twin.id} for this change is running in another process",
-                           hint="watch it with `online status`")
-        result = await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(
-            job_id=twin.id)
-        return ChangeOutcome(twin.plan, result)
-    plan = await make_plan()
-    if ctx.dry_run:
+        plan = await make_plan()
         ctx.out(plan.to_text())
         return ChangeOutcome(plan, None)
-    result = await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).run(plan)
-    return ChangeOutcome(plan, result)
+    version = await journal.schema_version(conn)
+    if version is not None and version < journal.SCHEMA_VERSION:
+        await journal.ensure_schema(conn)  # upgrade in place before looking by table OID
+    table_oid = await journal.relation_oid(conn, target)
+    if table_oid is None:
+        # No such relation: nothing to exclude; the planner reports it properly.
+        plan = await make_plan()
+        result = await _executor(ctx).run(plan)
+        return ChangeOutcome(plan, result)
+    async with journal.table_lock(conn, table_oid, wait_s=PLANNING_WAIT_S) as lock:
+        executor = _executor(ctx)
+        executor.on_job_opened = lock.release
+        twin = await unfinished_twin(conn, kind, target, args)
+        if twin is not None:
+            if await journal.job_is_locked(conn, twin.id):
+                raise _running(twin)
+            return ChangeOutcome(twin.plan, await executor.run(job_id=twin.id))
+        other = None if version is None else await journal.find_unfinished_on(conn, table_oid)
+        try:
+            plan = await make_plan()
+        except PgOnlineError:
+            # Planning against a table another job is changing (or just changed)
+            # fails confusingly ("already exists"): name that job instead.
+            await _refuse_if_concurrent(conn, lock, table_oid, kind)
+            if other is not None:
+                raise journal.other_job_error(
+                    other, await journal.job_is_locked(conn, other.id)) from None
+            raise
+        if other is not None:
+            if other.fingerprint != plan.fingerprint:
+                raise journal.other_job_error(other, await journal.job_is_locked(conn, other.id))
+            # The same change under another spelling of its target (drop-index
+            # names the index, its job the table): resume exactly that job.
+            if await journal.job_is_locked(conn, other.id):
+                raise _running(other)
+            return ChangeOutcome(other.plan, await executor.run(job_id=other.id))
+        await _refuse_if_concurrent(conn, lock, table_oid, kind)
+        return ChangeOutcome(plan, await executor.run(plan))
+
+
+def _running(job: journal.Job) -> JobError:
+    return JobError(f"job {job.id} for this change is running in another process",
+                    hint="watch it with `online status`")
+
+
+async def _refuse_if_concurrent(conn: Conn, lock: journal.TableLock, table_oid: int,
+                                kind: str) -> None:
+    """JobError if the same kind of change ran on the table while we waited for its lock.
+
+    Of two identical commands started at once, the second gets the lock only
+    once the first has its job; that job may even be done by now (a small
+    backfill takes milliseconds).  Running it a second time is exactly what
+    must not happen.
+    """
+    if lock.contended_since is None:
+        return
+    job = await journal.active_since(conn, table_oid, kind, lock.contended_since)
+    if job is not None:
+        raise JobError(f"job {job.id} ({job.kind} on {job.target}) was started by another "
+                       f"process at the same time (it is {job.status})",
+                       hint="`online status` shows it")
+
+
+def _executor(ctx: RunContext) -> Executor:
+    return Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles)
 
 
 async def change_table(ctx: RunContext, table: QualifiedName, kind: str, args: Any,

@@ -27,6 +27,9 @@ class JobRow:
     updated_at: datetime
     error: str | None
     hint: str | None
+    # Steps whose undo ran in a rollback (and those that had nothing to undo).
+    undone: tuple[str, ...] = ()
+    nothing_to_undo: tuple[str, ...] = ()
 
 
 async def status(dsn: str, *, job_id: int | None = None, include_finished: bool = True) -> list[JobRow]:
@@ -38,6 +41,13 @@ async def status(dsn: str, *, job_id: int | None = None, include_finished: bool 
             recs = await journal.steps(conn, job.id)
             done = sum(1 for r in recs.values() if r.status is StepStatus.DONE)
             current = next((r.step_id for r in recs.values() if r.status is not StepStatus.DONE), None)
+            if job.status is JobStatus.ROLLED_BACK:
+                current = None
+            # In the order rollback undid them: last step first.
+            undone = tuple(r.step_id for r in reversed(recs.values())
+                           if r.status is StepStatus.UNDONE)
+            no_undo = tuple(r.step_id for r in reversed(recs.values())
+                            if r.status is StepStatus.NO_UNDO)
             rows_done = rows_total = None
             pct = None
             bf = next((s for s in job.plan.steps if s.backfill is not None), None)
@@ -51,7 +61,8 @@ async def status(dsn: str, *, job_id: int | None = None, include_finished: bool 
                 # The runner died without recording it (kill -9, lost connection).
                 st = "interrupted (runner gone)"
             rows.append(JobRow(job.id, job.kind, job.target, st, done, len(recs), current,
-                               rows_done, rows_total, pct, job.updated_at, job.error, job.hint))
+                               rows_done, rows_total, pct, job.updated_at, job.error, job.hint,
+                               undone, no_undo))
     return rows
 
 
@@ -62,6 +73,15 @@ async def resume(ctx: RunContext, job_id: int) -> JobResult:
 async def rollback(ctx: RunContext, job_id: int, *, confirm: bool = False) -> JobResult:
     return await Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles).rollback(
         job_id, confirm=confirm, dry_run=ctx.dry_run, out=ctx.out)
+
+
+def rollback_summary(result: JobResult) -> str:
+    """The one line ``online rollback`` prints: exactly which steps were undone."""
+    text = (f"job {result.job_id} rolled back; undone: "
+            f"{', '.join(result.steps_run) if result.steps_run else 'nothing'}")
+    if result.nothing_to_undo:
+        text += f" (nothing to undo for: {', '.join(result.nothing_to_undo)})"
+    return text
 
 
 async def show_plan(dsn: str, job_id: int) -> str:
