@@ -533,7 +533,7 @@ class Executor:
             await self._finish(job.id, JobStatus.ROLLED_BACK, None)
             log.info("job rolled back", job=job.id, undone=undone, nothing_to_undo=nothing)
             return JobResult(job.id, JobStatus.ROLLED_BACK, True, time.monotonic() - t0,
-                             tuple(undone), tuple(nothing))
+                             tuple(undone), nothing_to_undo=tuple(nothing))
         finally:
             await conn.close()
 
