@@ -47,7 +47,7 @@ CASES: dict[str, tuple[str, list[str], list[str], dict[str, str]]] = {
                    ["drop-index", "users_email_idx"], ["contract"], {}),
     "set-not-null": ("UPDATE users SET email = NULL WHERE id < 5",
                      ["set-not-null", "users", "email", "--backfill", "'x'"],
-                     ["backfill", "contract"], {}),
+                     ORDER, {}),  # expand installs the fill trigger
     "add-check": ("", ["add-check", "users", "hits_nonneg", "hits >= 0"],
                   ["expand", "contract"], {}),
     "add-foreign-key": ("CREATE TABLE orgs (id bigint PRIMARY KEY); "
