@@ -32,11 +32,28 @@ PAIRS = 20
 BATCH = 10  # pairs released together (each pair on its own table)
 ROWS = 50
 
+# Every change kind; ``{t}`` is the pair's own table.
 COMMANDS: dict[str, list[str]] = {
     "backfill": ["backfill", "{t}", "--set", "hits = hits + 1"],
     "add-column": ["add-column", "{t}", "extra", "integer", "--default", "7"],
     "add-index": ["add-index", "{t}", "email"],
+    "drop-index": ["drop-index", "{t}_email_idx"],
+    "set-not-null": ["set-not-null", "{t}", "email"],
+    "add-check": ["add-check", "{t}", "{t}_hits_nonneg", "hits >= 0"],
+    "add-foreign-key": ["add-foreign-key", "{t}", "org_id", "--references", "orgs"],
+    "add-unique": ["add-unique", "{t}", "email"],
+    "add-primary-key": ["add-primary-key", "{t}", "id"],
     "change-type": ["change-type", "{t}", "hits", "bigint"],
+    "rename-column": ["rename-column", "{t}", "email", "mail"],
+    "drop-column": ["drop-column", "{t}", "email", "--confirm"],
+}
+# What a pair's table needs before its command can run.
+SETUP: dict[str, str] = {
+    "drop-index": "CREATE INDEX {t}_email_idx ON {t} (email)",
+    "add-foreign-key": "CREATE TABLE IF NOT EXISTS orgs (id bigint PRIMARY KEY);"
+                       " INSERT INTO orgs VALUES (1) ON CONFLICT DO NOTHING;"
+                       " ALTER TABLE {t} ADD COLUMN org_id bigint DEFAULT 1",
+    "add-primary-key": "ALTER TABLE {t} DROP CONSTRAINT {t}_pkey",
 }
 
 
@@ -73,6 +90,8 @@ def test_of_two_identical_commands_started_at_once_exactly_one_runs(db, dsn, kin
     tables = [f"t{i}" for i in range(PAIRS)]
     for t in tables:
         create_users(db, ROWS, table=t)
+        if kind in SETUP:
+            db.execute(SETUP[kind].format(t=t))
     _init_journal(dsn)
     for first in range(0, PAIRS, BATCH):
         batch = tables[first:first + BATCH]
