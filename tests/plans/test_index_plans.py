@@ -1,0 +1,41 @@
+"""add-index and drop-index plans: CONCURRENTLY, outside a transaction, restartable."""
+
+from __future__ import annotations
+
+from pgonline.strategies.add_index import (
+    AddIndexArgs,
+    AddIndexFacts,
+    ExistingRelation,
+    default_index_name,
+    plan_add_index,
+)
+from pgonline.strategies.drop_index import DropIndexArgs, DropIndexFacts, plan_drop_index
+
+from tests.plans.tables import USERS
+
+
+def test_add_index_builds_concurrently_with_a_cleanup_of_an_invalid_leftover(snapshot):
+    args = AddIndexArgs(name=default_index_name("users", ("email",), ()), columns=("email",))
+    snapshot("add-index", plan_add_index(AddIndexFacts(USERS, partitioned=False, existing=None),
+                                         args))
+
+
+def test_add_index_unique_partial_expression_index_keeps_where_and_using(snapshot):
+    args = AddIndexArgs(name="users_email_lower_key", expressions=("lower(email)",), unique=True,
+                        where="email IS NOT NULL", using="btree")
+    facts = AddIndexFacts(USERS, partitioned=False, existing=None)
+    snapshot("add-index-unique-partial-expression", plan_add_index(facts, args))
+
+
+def test_add_index_over_an_invalid_leftover_says_it_is_dropped_and_rebuilt(snapshot):
+    args = AddIndexArgs(name="users_email_idx", columns=("email",))
+    leftover = ExistingRelation(kind="i", on_table=True, valid=False)
+    snapshot("add-index-invalid-leftover",
+             plan_add_index(AddIndexFacts(USERS, partitioned=False, existing=leftover), args))
+
+
+def test_drop_index_drops_concurrently_and_rollback_recreates_it_concurrently(snapshot):
+    facts = DropIndexFacts(schema="public", name="users_email_idx", table='"public"."users"',
+                           definition="CREATE INDEX users_email_idx ON public.users USING btree "
+                           "(email)", partitioned=False)
+    snapshot("drop-index", plan_drop_index(facts, DropIndexArgs("users_email_idx")))
