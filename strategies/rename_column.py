@@ -26,7 +26,7 @@ contract
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from psycopg import sql
 
@@ -97,10 +97,17 @@ def plan_rename_column(facts: RenameColumnFacts, args: RenameColumnArgs) -> Plan
         restore_hint=f"column {s(old)} has been replaced by {s(new)}; to go back, run "
         f"`online rename-column {t.display} {s(new)} {s(old)}`",
     ))
+    # From the cut-over on, the old name is gone: code that still uses it breaks.
+    # So a run of all phases stops there until the operator says it is unused.
+    gate = (f"deploy the application version that uses {s(new)} and make sure no instance "
+            f"still uses {s(old)}: from the cut-over, {s(old)} no longer exists")
+    steps = [replace(st, gate=gate) if st.id == "cutover" else st for st in steps]
+    assert any(st.gate for st in steps), "the rename plan has no cut-over step"
     notes[:0] = [
         f"two columns, one value: {s(old)} and {s(new)} are kept equal by a trigger until the "
         "contract phase",
         "deploy the application version that uses the new name after the backfill phase; "
-        "run the contract phase only when no instance uses the old name",
+        "a run of all phases stops before the cut-over: run --phase contract only when no "
+        "instance uses the old name",
     ]
     return Plan("rename-column", t.display, asdict(args), tuple(steps), notes=tuple(notes))

@@ -200,6 +200,8 @@ def test_change_type_and_rename_column_with_63_byte_multibyte_names_run_through(
     assert r.code == 0, r.err
     r = online("rename-column", table, column, f'"{LONG_NEW}"')
     assert r.code == 0, r.err
+    r = online("resume", "2", "--phase", "contract")  # the cut-over waits for the operator
+    assert r.code == 0, r.err
     cols = columns(db, LONG_TABLE)
     assert list(cols) == ["id", LONG_NEW] and cols[LONG_NEW] == ("bigint", True, None)
     assert db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s AND indexname = %s",

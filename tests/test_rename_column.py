@@ -107,7 +107,14 @@ def test_two_way_sync_copies_whichever_name_was_written(db, online):
     assert rows == [(1, '{"via": "old"}', '{"via": "old"}'), (2, '{"via": "new"}', '{"via": "new"}'),
                     (100, "{}", "{}"), (101, '{"via": "new"}', '{"via": "new"}')]
     r = online("rename-column", "docs", "body", "payload")
+    # A run of all phases stops before the cut-over: code using "body" still works.
     assert r.code == 0, r.err
+    assert "job 1 resumed and paused" in r.out and "no instance still uses" in r.out
+    assert db.execute("""UPDATE docs SET body = '{"via": "old again"}' WHERE id = 1""").rowcount == 1
+    assert "body" in columns(db, "docs")
+    r = online("resume", "1", "--phase", "contract")
+    assert r.code == 0, r.err
+    assert "body" not in columns(db, "docs")
     assert columns(db, "docs")["payload"] == ("json", True, "'{}'::json")
     assert db.execute("SELECT payload::text FROM docs WHERE id = 3").fetchone() == ('{"n" : 3}',)
 
@@ -119,7 +126,8 @@ def test_dry_run_shows_phases_and_locks_and_changes_nothing(db, online):
     assert r.code == 0, r.err
     for text in ("[expand] add-shadow-column", "lock: ACCESS EXCLUSIVE", "[expand] install-sync-trigger",
                  "lock: SHARE ROW EXCLUSIVE", "[backfill] backfill", "[contract] cutover",
-                 "[contract] drop-old-column", "deploy the application version"):
+                 "[contract] drop-old-column", "deploy the application version",
+                 "waits for you: deploy the application version that uses"):
         assert text in r.out, text
     assert schema_snapshot(db) == snap
 

@@ -124,7 +124,8 @@ def test_rollback_after_each_phase_restores_the_catalog_or_refuses_naming_the_st
 
 def test_a_refused_rollback_of_a_finished_rename_leaves_it_done(db, online):
     create_users(db, 50)
-    assert online("rename-column", "users", "email", "mail").code == 0
+    assert online("rename-column", "users", "email", "mail").code == 0  # stops before the cut-over
+    assert online("resume", "1", "--phase", "contract").code == 0
     before = _job(db)
     r = online("rollback", "1", "--confirm")
     assert r.code == 6
