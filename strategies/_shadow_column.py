@@ -22,11 +22,11 @@ Nothing here performs I/O: the facts come from :mod:`pgonline.column_catalog`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
-from pgonline.strategies._ddl import not_null_check_name, not_null_check_steps
+from pgonline.strategies._ddl import no_nulls_step, not_null_check_name, not_null_check_steps
 from psycopg import sql
 
 from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent
@@ -240,6 +240,12 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     ]
     check = sql.Identifier(not_null_check_name(t, p.shadow))
     if col.column.not_null:
+        # The shadow column gets its values from the conversion (change-type
+        # --using) or the copy: if any came out NULL, a NOT VALID check would
+        # start rejecting the application's writes at once.  Count first; with
+        # NULLs the job stops here, with nothing constrained.
+        steps.append(replace(no_nulls_step(t, p.shadow), id="check-shadow-nulls",
+                             phase=Phase.BACKFILL))
         steps += not_null_check_steps(t, p.shadow, phase=Phase.BACKFILL,
                                       ids=("add-not-null-check", "validate-not-null-check"))
     moves: list[tuple[ColumnIndex, str]] = []

@@ -298,3 +298,22 @@ def test_narrowing_refuses_values_that_do_not_fit_instead_of_truncating_them(db,
     # Without a cast usable for assignment PostgreSQL would ask for USING; so do we.
     r = online("change-type", "codes", "code", "integer")
     assert r.code == 2 and "--using" in r.err
+
+
+def test_using_that_yields_null_on_a_not_null_column_stops_before_any_constraint(db, online):
+    """A USING conversion that is NULL for some rows must not leave a NOT VALID check on
+    the shadow column: it would reject the application's writes of such values at once."""
+    db.execute("CREATE TABLE refs (id bigint PRIMARY KEY, ref text NOT NULL)")
+    db.execute("INSERT INTO refs SELECT g, CASE WHEN g % 10 = 0 THEN '' ELSE g::text END"
+               " FROM generate_series(1, 200) g")
+    snap = schema_snapshot(db)
+    r = online("change-type", "refs", "ref", "integer", "--using", "nullif(ref, '')::integer")
+    assert r.code == 10, (r.out, r.err)
+    assert "20 rows" in r.err and "nothing is constrained yet" in r.err
+    # The application still writes values the conversion turns into NULL.
+    db.execute("INSERT INTO refs VALUES (1000, '')")
+    assert db.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = 'refs'::regclass"
+                      " AND contype = 'c'").fetchone() == (0,)
+    r = online("rollback", "1")
+    assert r.code == 0, r.err
+    assert schema_snapshot(db) == snap
