@@ -10,7 +10,7 @@ from typing import Any
 
 from probes import OUR_APPS, hold_bounds, wait_counts
 
-from pgonline.workload import WorkloadStats
+from pgonline.devtools.workload import WorkloadStats
 
 # A query is "during" the migration if its execution overlaps
 # [start, end + SETTLE_S]: the tail covers requests that queued behind the

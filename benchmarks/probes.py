@@ -1,6 +1,6 @@
 """The two observers of a benchmark run, each in its own process.
 
-* ``workload_main`` drives :class:`pgonline.workload.Workload` (the
+* ``workload_main`` drives :class:`pgonline.devtools.workload.Workload` (the
   application: fixed-rate single-row reads and ``hits = hits + 1`` updates)
   and records every statement's latency and every error with its time.
 * ``monitor_main`` polls ``pg_locks`` every few milliseconds from a separate
@@ -69,7 +69,7 @@ async def _app_connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncCon
 def workload_main(dsn: str, table: str, clients: int, rate: float, max_id: int,
                   stop: Event, ready: Event, out_path: str, log_statements: bool = False) -> None:
     global _LOG_STATEMENTS
-    import pgonline.workload as wl
+    import pgonline.devtools.workload as wl
 
     _LOG_STATEMENTS = log_statements
     wl.connect = _app_connect  # type: ignore[attr-defined]

@@ -45,7 +45,7 @@ from scenarios import (
 )
 
 from pgonline.connection import SessionSettings, with_database
-from pgonline.local_server import LocalServer, start_embedded, start_from_bindir
+from pgonline.devtools.local_server import LocalServer, start_embedded, start_from_bindir
 
 TEMPLATE_DB = "bench_template"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -31,12 +31,12 @@ import anyio
 import psycopg
 from probes import APP_NAIVE, APP_SEED
 
-from pgonline.backfill import BatchOptions
+from pgonline.engine.backfill import BatchOptions
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
-from pgonline.executor import ExecOptions
-from pgonline.plan import Step
-from pgonline.progress import BackfillStats, Progress
+from pgonline.engine.executor import ExecOptions
+from pgonline.engine.plan import Step
+from pgonline.engine.progress import BackfillStats, Progress
 
 TABLE = "users"
 

@@ -1,6 +1,6 @@
 """Strategies: pure planners, one module per kind of change.
 
 Each module registers its planning function with
-``@pgonline.strategy.strategy("kind")``.  A strategy takes catalog facts and
-arguments and returns a :class:`pgonline.plan.Plan`; it performs no I/O.
+``@pgonline.registry.strategy("kind")``.  A strategy takes catalog facts and
+arguments and returns a :class:`pgonline.engine.plan.Plan`; it performs no I/O.
 """

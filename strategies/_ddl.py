@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.facts import ConstraintFacts, TableFacts
-from pgonline.naming import derived_name, helper_name
-from pgonline.plan import LockLevel, Phase, Step
+from pgonline.catalog.facts import ConstraintFacts, TableFacts
+from pgonline.sql.names import derived_name, helper_name
+from pgonline.engine.plan import LockLevel, Phase, Step
 
 
 def render(q: sql.Composable) -> str:

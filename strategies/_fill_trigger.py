@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import UsageError
-from pgonline.facts import TableFacts
-from pgonline.naming import helper_name
-from pgonline.plan import LockLevel, Phase, Step
-from pgonline.row_expression import over_new_row
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.names import helper_name
+from pgonline.engine.plan import LockLevel, Phase, Step
+from pgonline.sql.row_expression import over_new_row
 
 TRIGGER_PREFIX = "zz_pgonline_fill"
 DOLLAR_TAG = "$pgonline_fill$"

@@ -16,7 +16,7 @@ contract
     constraints, default, NOT NULL and sequence ownership, swap names), then
     the original column is dropped (catalog only).
 
-Nothing here performs I/O: the facts come from :mod:`pgonline.column_catalog`.
+Nothing here performs I/O: the facts come from :mod:`pgonline.catalog.columns`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from pglast.stream import RawStream
 from pgonline.strategies._ddl import no_nulls_step, not_null_check_name, not_null_check_steps
 from psycopg import sql
 
-from pgonline.column_facts import ColumnDetails, ColumnIndex, Dependent
+from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent
 from pgonline.errors import CatalogError, UsageError
-from pgonline.facts import TableFacts
-from pgonline.naming import helper_column_name, helper_index_name, helper_name
-from pgonline.plan import BackfillSpec, LockLevel, Phase, Step
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.names import helper_column_name, helper_index_name, helper_name
+from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Step
 
 # Dependents the shadow-column path moves itself; anything else is refused.
 MOVABLE = frozenset({"index", "primary key", "unique constraint", "owned sequence"})

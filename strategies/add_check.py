@@ -27,9 +27,9 @@ from pgonline.strategies._ddl import (
 from psycopg import sql
 
 from pgonline.errors import CatalogError
-from pgonline.facts import TableFacts
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import TableFacts
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,9 @@ from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_m
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
-from pgonline.facts import ExpressionFacts, ServerFacts, TableFacts
-from pgonline.plan import BackfillSpec, LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
+from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

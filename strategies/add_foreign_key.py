@@ -32,10 +32,10 @@ from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
-from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.names import derived_name
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 ON_DELETE_ACTIONS = ("no action", "restrict", "cascade", "set null", "set default")
 

@@ -31,10 +31,10 @@ from pgonline.strategies._ddl import (
 from psycopg import sql
 
 from pgonline.errors import CatalogError, UsageError
-from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
-from pgonline.plan import Plan
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.names import derived_name
+from pgonline.engine.plan import Plan
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

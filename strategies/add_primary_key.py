@@ -18,9 +18,9 @@ from pgonline.strategies.add_unique import AddUniqueArgs, AddUniqueFacts, plan_u
 from psycopg import sql
 
 from pgonline.errors import CatalogError
-from pgonline.naming import derived_name
-from pgonline.plan import Plan
-from pgonline.strategy import strategy
+from pgonline.sql.names import derived_name
+from pgonline.engine.plan import Plan
+from pgonline.registry import strategy
 
 
 def default_pk_name(table: str) -> str:

@@ -35,10 +35,10 @@ from pgonline.strategies.add_index import ExistingRelation
 from psycopg import sql
 
 from pgonline.errors import CatalogError
-from pgonline.facts import TableFacts
-from pgonline.naming import derived_name
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.names import derived_name
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

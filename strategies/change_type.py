@@ -29,11 +29,11 @@ from dataclasses import asdict, dataclass
 
 from psycopg import sql
 
-from pgonline.column_facts import ColumnDetails, NewTypeFacts
+from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
 from pgonline.errors import CatalogError
-from pgonline.facts import ServerFacts, TableFacts
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 from ._shadow_column import (
     ShadowPlan,

@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass
 
 from psycopg import sql
 
-from pgonline.column_facts import ColumnDetails
+from pgonline.catalog.column_details import ColumnDetails
 from pgonline.errors import PreflightError
-from pgonline.facts import ServerFacts, TableFacts
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

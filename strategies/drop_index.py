@@ -24,8 +24,8 @@ from pgonline.strategies._ddl import drop_index_concurrently, render
 from psycopg import sql
 
 from pgonline.errors import CatalogError
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
 

@@ -30,11 +30,11 @@ from dataclasses import asdict, dataclass, replace
 
 from psycopg import sql
 
-from pgonline.column_facts import ColumnDetails
+from pgonline.catalog.column_details import ColumnDetails
 from pgonline.errors import CatalogError
-from pgonline.facts import ServerFacts, TableFacts
-from pgonline.plan import Plan
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.engine.plan import Plan
+from pgonline.registry import strategy
 
 from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable, s
 

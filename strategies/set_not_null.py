@@ -44,9 +44,9 @@ from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_s
 from psycopg import sql
 
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.facts import ServerFacts, TableFacts
-from pgonline.plan import BackfillSpec, LockLevel, Phase, Plan, Step
-from pgonline.strategy import strategy
+from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.registry import strategy
 
 
 @dataclass(frozen=True)

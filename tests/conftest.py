@@ -59,7 +59,7 @@ class CliResult:
 @pytest.fixture
 def online(dsn: str, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
     """Run the ``online`` CLI in-process against the test database."""
-    from pgonline.cli import run
+    from pgonline.cli.main import run
 
     def invoke(*args: str, with_dsn: bool = True) -> CliResult:
         argv = list(args)

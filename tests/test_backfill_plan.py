@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgonline.backfill import bounds_query, update_query
-from pgonline.plan import BackfillSpec
+from pgonline.engine.backfill import bounds_query, update_query
+from pgonline.engine.plan import BackfillSpec
 
 
 def _plan(db, query, params) -> str:

@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from pgonline.strategies.change_type import ChangeTypeArgs, ChangeTypeFacts, plan_change_type
 
-from pgonline.column_facts import ColumnDetails, Dependent, NewTypeFacts
+from pgonline.catalog.column_details import ColumnDetails, Dependent, NewTypeFacts
 from pgonline.errors import CatalogError
-from pgonline.facts import ColumnFacts, ServerFacts, TableFacts
-from pgonline.identifiers import QualifiedName, parse_identifier
+from pgonline.catalog.facts import ColumnFacts, ServerFacts, TableFacts
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from tests.support.tables import columns, schema_snapshot
 
 

@@ -10,7 +10,7 @@ import anyio
 import psycopg
 
 from pgonline.commands.drop_column import drop_column
-from pgonline.workload import Workload
+from pgonline.devtools.workload import Workload
 from tests.support.column_changes import assert_app_never_stalled, ctx, job_status
 from tests.support.tables import columns, create_users, schema_snapshot
 

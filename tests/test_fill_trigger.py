@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from pgonline.strategies._ddl import not_null_steps
 
-from pgonline.catalog import table_facts
+from pgonline.catalog.tables import table_facts
 from pgonline.connection import connection
-from pgonline.identifiers import QualifiedName
+from pgonline.sql.identifiers import QualifiedName
 from tests.support.old_app import OldApp, helper_objects
 from tests.support.tables import columns, create_users, not_null_step_ids, schema_snapshot
 

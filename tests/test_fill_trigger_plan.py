@@ -8,8 +8,8 @@ from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_a
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 
 from pgonline.errors import UsageError
-from pgonline.facts import ColumnFacts, ExpressionFacts, ServerFacts, TableFacts
-from pgonline.row_expression import over_new_row, referenced_columns
+from pgonline.catalog.facts import ColumnFacts, ExpressionFacts, ServerFacts, TableFacts
+from pgonline.sql.row_expression import over_new_row, referenced_columns
 
 
 def _table(name: str = "users", schema: str = "public") -> TableFacts:

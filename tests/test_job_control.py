@@ -8,13 +8,13 @@ import anyio
 import psycopg
 import pytest
 
-from pgonline import journal
-from pgonline.backfill import JobPaused
+from pgonline.engine import journal
+from pgonline.engine.backfill import JobPaused
 from pgonline.connection import connect
-from pgonline.executor import ExecOptions, Executor
-from pgonline.journal import Request
-from pgonline.plan import LockLevel, Phase, Plan, Step
-from pgonline.progress import Progress
+from pgonline.engine.executor import ExecOptions, Executor
+from pgonline.engine.journal import Request
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.engine.progress import Progress
 from tests.conftest import spawn_online
 from tests.support.tables import create_users, schema_snapshot
 

@@ -21,10 +21,10 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from pgonline import journal
+from pgonline.engine import journal
 from pgonline.errors import JobError
-from pgonline.journal import JobStatus
-from pgonline.plan import LockLevel, Phase, Plan, Step
+from pgonline.engine.journal import JobStatus
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from tests.conftest import spawn_online
 from tests.support.tables import create_users
 

@@ -26,10 +26,10 @@ def test_non_editable_wheel_contains_the_strategies_package(tmp_path):
     assert "pgonline/cli.py" in names and "pgonline/py.typed" in names
     assert not any(n.startswith("strategies/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "online = pgonline.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "online = pgonline.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_every_strategy_module_registers_itself():
-    from pgonline.strategy import known_strategies
+    from pgonline.registry import known_strategies
 
     assert "add-column" in known_strategies()

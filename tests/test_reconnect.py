@@ -17,12 +17,12 @@ import anyio
 import psycopg
 import pytest
 
-from pgonline import journal
+from pgonline.engine import journal
 from pgonline.connection import connect
-from pgonline.executor import ExecOptions, Executor
-from pgonline.progress import Progress
-from pgonline.reconnect import JobTakenOver
-from pgonline.retry import is_connection_lost
+from pgonline.engine.executor import ExecOptions, Executor
+from pgonline.engine.progress import Progress
+from pgonline.engine.reconnect import JobTakenOver
+from pgonline.engine.retry import is_connection_lost
 from tests.conftest import spawn_online
 from tests.support import servers
 from tests.support.column_changes import wait_for_checkpoint
@@ -260,7 +260,7 @@ def test_a_step_that_keeps_losing_its_session_stops_within_one_reconnect_timeout
     progress in between: the deadline set at the first loss still holds (exit 5), instead
     of every successful reconnect starting a new --reconnect-timeout."""
     from pgonline.errors import ConnectionLost
-    from pgonline.plan import LockLevel, Phase, Plan, Step
+    from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 
     step = Step(id="suicide", phase=Phase.EXPAND, lock=LockLevel.NONE,
                 description="a step whose statement ends its own session",

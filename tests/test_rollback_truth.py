@@ -158,8 +158,8 @@ def test_a_failed_rollback_keeps_the_finished_status_and_can_be_continued(db, ds
 
 
 def test_a_legacy_refusing_undo_is_recognised_as_irreversible() -> None:
-    from pgonline.executor import irreversible
-    from pgonline.plan import LockLevel, Phase, Step
+    from pgonline.engine.executor import irreversible
+    from pgonline.engine.plan import LockLevel, Phase, Step
 
     legacy = Step(id="cutover", phase=Phase.CONTRACT, description="x",
                   lock=LockLevel.ACCESS_EXCLUSIVE, sql="SELECT 1",

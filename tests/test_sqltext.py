@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgonline import sqltext
+from pgonline.sql import expressions as sqltext
 from pgonline.errors import UsageError
 
 

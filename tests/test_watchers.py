@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from pgonline.backfill import BatchOptions, next_batch_size
+from pgonline.engine.backfill import BatchOptions, next_batch_size
 from pgonline.errors import UsageError
-from pgonline.watch_lag import LagLimit, parse_lag
-from pgonline.watch_load import validate_select
+from pgonline.safety.lag import LagLimit, parse_lag
+from pgonline.safety.load import validate_select
 from tests.support.tables import create_users, schema_snapshot
 
 SLOW = ["--batch-size", "100", "--min-batch-size", "50", "--max-batch-size", "100",
@@ -149,7 +149,7 @@ def test_throttle_query_runs_read_only_even_if_it_calls_a_writing_function(db, o
 
 
 def test_throttle_options_are_added_to_every_change_command(online):
-    from pgonline.cli import cli
+    from pgonline.cli.main import cli
 
     with_dry_run = [c for c in cli.commands.values() if any(p.name == "dry_run" for p in c.params)]
     assert {"add-column", "resume", "rollback"} <= {c.name for c in with_dry_run}

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from pgonline.connection import with_database
-from pgonline.local_server import LocalServer
+from pgonline.devtools.local_server import LocalServer
 from tests.conftest import spawn_online
 from tests.support.logstream import LogStream
 from tests.support.replica import Replica, primary_and_replica, usable_bindir, wait_caught_up

@@ -1,3 +1,3 @@
-from pgonline.cli import main
+from pgonline.cli.main import main
 
 main()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pgonline.plan import Plan
+from pgonline.engine.plan import Plan
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 UPDATE_VARIABLE = "PGONLINE_UPDATE_SNAPSHOTS"

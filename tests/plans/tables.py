@@ -3,7 +3,7 @@ a few small tables, written out so that each plan is built without a server."""
 
 from __future__ import annotations
 
-from pgonline.facts import ColumnFacts, ConstraintFacts, IndexFacts, ServerFacts, TableFacts
+from pgonline.catalog.facts import ColumnFacts, ConstraintFacts, IndexFacts, ServerFacts, TableFacts
 
 PG18 = ServerFacts(version_num=180001)
 PG15 = ServerFacts(version_num=150010)

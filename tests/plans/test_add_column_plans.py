@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_add_column
 
-from pgonline.facts import ExpressionFacts, ServerFacts
-from pgonline.plan import Plan
+from pgonline.catalog.facts import ExpressionFacts, ServerFacts
+from pgonline.engine.plan import Plan
 from tests.plans.tables import PG18, SERVERS, USERS
 
 

@@ -12,14 +12,14 @@ from pgonline.strategies.rename_column import (
     plan_rename_column,
 )
 
-from pgonline.column_facts import (
+from pgonline.catalog.column_details import (
     ColumnDetails,
     ColumnIndex,
     Dependent,
     NewTypeFacts,
     OwnedSequence,
 )
-from pgonline.facts import ColumnFacts, TableFacts
+from pgonline.catalog.facts import ColumnFacts, TableFacts
 from tests.plans.tables import PG18, index
 
 INT4, INT8, TEXT, VARCHAR = 23, 20, 25, 1043

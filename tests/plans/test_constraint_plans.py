@@ -23,7 +23,7 @@ from pgonline.strategies.add_unique import (
 )
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 
-from pgonline.facts import ColumnFacts
+from pgonline.catalog.facts import ColumnFacts
 from tests.plans.tables import EVENTS, ORDERS, PG18, SERVERS, USERS
 
 NONE_FOUND = DataViolations(count=0)

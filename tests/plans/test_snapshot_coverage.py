@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgonline.strategy import known_strategies
+from pgonline.registry import known_strategies
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

@@ -11,7 +11,7 @@ import anyio
 import anyio.to_thread
 import psycopg
 
-from pgonline.workload import Workload, WorkloadStats
+from pgonline.devtools.workload import Workload, WorkloadStats
 
 LOCK_TIMEOUT_MS = 500
 # Our DDL may hold application queries back for at most lock_timeout while it
@@ -21,7 +21,7 @@ MAX_LATENCY_MS = LOCK_TIMEOUT_MS + 1000
 
 async def _under_load(dsn: str, argv: list[str], *, table: str, max_id: int,
                       clients: int) -> tuple[int, WorkloadStats]:
-    from pgonline.cli import run
+    from pgonline.cli.main import run
 
     async with Workload(dsn, table=table, clients=clients, max_id=max_id) as load:
         await anyio.sleep(0.3)  # traffic is flowing before the change starts

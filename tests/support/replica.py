@@ -1,6 +1,6 @@
 """A real primary + streaming replica pair, from local PostgreSQL binaries.
 
-The primary comes from :func:`pgonline.local_server.start_from_bindir`; the
+The primary comes from :func:`pgonline.devtools.local_server.start_from_bindir`; the
 replica is a ``pg_basebackup -R`` of it started with ``pg_ctl`` on another
 port.  Tests create lag by pausing replay on the replica
 (``pg_wal_replay_pause()``) while the primary keeps writing WAL.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgonline.local_server import (
+from pgonline.devtools.local_server import (
     LocalServer,
     _os_user_for_server,
     embedded_bindir,

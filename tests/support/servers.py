@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from pgonline.local_server import LocalServer
+from pgonline.devtools.local_server import LocalServer
 
 
 @dataclass
@@ -50,7 +50,7 @@ def test_server() -> Iterator[TestServer]:
         with PostgresContainer("postgres:17", driver=None) as pg:
             yield TestServer(pg.get_connection_url(), "testcontainers postgres:17")
         return
-    from pgonline.local_server import start_embedded, start_from_bindir
+    from pgonline.devtools.local_server import start_embedded, start_from_bindir
 
     server = start_from_bindir(pgbin) if pgbin else start_embedded()
     try:

@@ -1,1 +1,1 @@
-"""Typed command functions; ``pgonline.cli`` is a thin click layer over them."""
+"""Typed command functions; ``pgonline.cli.main`` is a thin click layer over them."""

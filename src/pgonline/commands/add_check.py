@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from pgonline import preflight_data, sqltext
+from pgonline.catalog import preflight as preflight_data
+
+from pgonline.sql import expressions as sqltext
 from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
-from pgonline.facts import TableFacts
-from pgonline.identifiers import QualifiedName, parse_identifier
-from pgonline.plan import Plan
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.engine.plan import Plan
 from pgonline.strategies.add_check import AddCheckArgs, AddCheckFacts, plan_add_check
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from pgonline import catalog, column_catalog, sqltext
+from pgonline.catalog import tables as catalog
+
+from pgonline.catalog import columns as column_catalog
+
+from pgonline.sql import expressions as sqltext
 from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
-from pgonline.facts import TableFacts
-from pgonline.identifiers import QualifiedName, parse_identifier
-from pgonline.plan import Plan
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.engine.plan import Plan
 from pgonline.strategies.change_type import (
     ChangeTypeArgs,
     ChangeTypeFacts,

@@ -8,15 +8,17 @@ from typing import Any
 
 import psycopg
 
-from pgonline import catalog, journal
+from pgonline.catalog import tables as catalog
+
+from pgonline.engine import journal
 from pgonline.connection import connection
 from pgonline.errors import JobError, PgOnlineError
-from pgonline.executor import ExecOptions, Executor, JobResult
-from pgonline.facts import TableFacts
-from pgonline.identifiers import QualifiedName
-from pgonline.plan import Plan, fingerprint
-from pgonline.progress import Progress
-from pgonline.throttle import Throttles, current
+from pgonline.engine.executor import ExecOptions, Executor, JobResult
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.identifiers import QualifiedName
+from pgonline.engine.plan import Plan, fingerprint
+from pgonline.engine.progress import Progress
+from pgonline.safety.throttle import Throttles, current
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -21,10 +21,10 @@ import psycopg
 from pgonline.commands.add_column import add_column
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings, connection, redact, with_database
-from pgonline.executor import ExecOptions
-from pgonline.progress import Progress
-from pgonline.render import table
-from pgonline.workload import Workload, WorkloadStats
+from pgonline.engine.executor import ExecOptions
+from pgonline.engine.progress import Progress
+from pgonline.output import table
+from pgonline.devtools.workload import Workload, WorkloadStats
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ async def demo(*, rows: int, writers: int, dsn: str | None, out: Callable[[str],
                lock_timeout_ms: int = SessionSettings().lock_timeout_ms) -> list[DemoChange]:
     async with AsyncExitStack() as stack:
         if dsn is None:
-            from pgonline.local_server import start_embedded
+            from pgonline.devtools.local_server import start_embedded
 
             out("starting an embedded PostgreSQL ...")
             server = await anyio.to_thread.run_sync(start_embedded)

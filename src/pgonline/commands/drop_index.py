@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pgonline import index_catalog
+from pgonline.catalog import indexes as index_catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
-from pgonline.identifiers import QualifiedName
-from pgonline.plan import Plan
+from pgonline.sql.identifiers import QualifiedName
+from pgonline.engine.plan import Plan
 from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pgonline import journal
+from pgonline.engine import journal
 from pgonline.commands.common import RunContext
 from pgonline.connection import connection
-from pgonline.executor import Executor, JobResult
-from pgonline.journal import JobStatus, StepStatus
+from pgonline.engine.executor import Executor, JobResult
+from pgonline.engine.journal import JobStatus, StepStatus
 
 
 @dataclass(frozen=True)

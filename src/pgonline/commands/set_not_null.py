@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from pgonline import catalog, column_catalog, preflight_data, sqltext
+from pgonline.catalog import tables as catalog
+
+from pgonline.catalog import columns as column_catalog
+
+from pgonline.catalog import preflight as preflight_data
+
+from pgonline.sql import expressions as sqltext
 from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
-from pgonline.facts import TableFacts
-from pgonline.identifiers import QualifiedName, parse_identifier
-from pgonline.plan import Plan
+from pgonline.catalog.facts import TableFacts
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.engine.plan import Plan
 from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 

@@ -16,7 +16,7 @@ from pglast import ast, parse_sql
 from pglast.enums import NullTestType
 from pglast.parser import ParseError
 
-from pgonline.catalog import estimate_rows
+from pgonline.catalog.tables import estimate_rows
 from pgonline.connection import connect
 from pgonline.lint.names import TableRef
 

@@ -38,12 +38,12 @@ from pgonline.errors import (
     PreflightError,
     StatementError,
 )
-from pgonline.identifiers import QualifiedName
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.migrations import discovery, rewrite
 from pgonline.migrations.discovery import Migration
 from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
-from pgonline.retry import with_retries
+from pgonline.engine.retry import with_retries
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -286,7 +286,7 @@ class Runner:
         try:
             await self.c.execute(_q(s.text))
         except psycopg.Error as exc:
-            from pgonline.retry import is_retryable
+            from pgonline.engine.retry import is_retryable
 
             if is_retryable(exc):
                 raise

@@ -28,7 +28,7 @@ from psycopg import sql
 
 from pgonline.connection import connect, with_database
 from pgonline.errors import MigrationError, PgOnlineError
-from pgonline.identifiers import QualifiedName
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.migrations import discovery
 from pgonline.migrations.runner import Runner, RunnerOptions
 from pgonline.migrations.splitting import parse_file
@@ -197,7 +197,7 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
             parse_file(m.down)
     server = None
     if dsn is None:
-        from pgonline.local_server import start_embedded
+        from pgonline.devtools.local_server import start_embedded
 
         out("starting an embedded PostgreSQL for the test ...")
         server = await anyio.to_thread.run_sync(start_embedded)

@@ -27,7 +27,7 @@ import psycopg
 from psycopg import sql
 
 from pgonline.errors import MigrationError, UsageError
-from pgonline.identifiers import QualifiedName
+from pgonline.sql.identifiers import QualifiedName
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -1,0 +1,101 @@
+"""Catalog facts about one column: its type, what depends on it, its indexes.
+
+Plain immutable values gathered by :mod:`pgonline.catalog.columns` and handed
+to the column strategies (change-type, rename-column, drop-column), which use
+them to decide what they can move safely and what they must refuse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pgonline.catalog.facts import ColumnFacts
+
+# pg_depend.deptype 'n' (normal): the dependent object blocks a plain DROP
+# COLUMN; only CASCADE removes it.  'a' (auto) objects go away with the column.
+NORMAL_DEPENDENCY = "n"
+
+
+@dataclass(frozen=True)
+class Dependent:
+    """An object that depends on the column (one pg_depend row, classified).
+
+    ``kind`` is one of: index, primary key, unique constraint, check constraint,
+    foreign key, referencing foreign key, exclusion constraint, view, rule,
+    trigger, owned sequence, identity sequence, generated column, policy,
+    statistics, publication, other.
+    """
+
+    kind: str
+    description: str
+    deptype: str
+
+    @property
+    def label(self) -> str:
+        """``check constraint notes_body_check on table notes``, ``view public.v``, ..."""
+        desc, last = self.description, self.kind.split()[-1]
+        if desc.startswith(self.kind):
+            return desc
+        if desc.startswith(last + " "):
+            return self.kind + desc[len(last):]
+        if desc.startswith("constraint "):
+            return f"{self.kind} {desc.removeprefix('constraint ')}"
+        return f"{self.kind}: {desc}"
+
+    @property
+    def needs_cascade(self) -> bool:
+        return self.deptype == NORMAL_DEPENDENCY
+
+
+@dataclass(frozen=True)
+class ColumnIndex:
+    """An index whose key, INCLUDE list, expression or predicate uses the column."""
+
+    schema: str
+    name: str
+    definition: str  # pg_get_indexdef: the exact statement that recreates it
+    valid: bool
+    constraint: str | None = None  # the PRIMARY KEY / UNIQUE / EXCLUDE constraint it backs
+    constraint_type: str | None = None  # 'p', 'u' or 'x'
+    deferrable: bool = False
+
+
+@dataclass(frozen=True)
+class OwnedSequence:
+    """A sequence OWNED BY the column (serial) or its identity sequence."""
+
+    schema: str
+    name: str
+    type: str  # format_type of pg_sequence.seqtypid: smallint, integer, bigint
+    identity: bool
+
+
+@dataclass(frozen=True)
+class ColumnDetails:
+    column: ColumnFacts
+    attnum: int
+    type_oid: int
+    typmod: int
+    identity: str = ""  # pg_attribute.attidentity: '', 'a' (ALWAYS) or 'd' (BY DEFAULT)
+    generated: str = ""  # pg_attribute.attgenerated: '', 's' (stored) or 'v' (virtual)
+    collation: tuple[str, str] | None = None  # (schema, name) when not the type's default
+    has_equality: bool = True  # the type has an "=" operator (json does not)
+    relkind: str = "r"
+    dependents: tuple[Dependent, ...] = field(default=())
+    indexes: tuple[ColumnIndex, ...] = field(default=())
+    sequence: OwnedSequence | None = None
+
+    @property
+    def name(self) -> str:
+        return self.column.name
+
+
+@dataclass(frozen=True)
+class NewTypeFacts:
+    """The requested type as the server resolved it, and how it relates to the old one."""
+
+    display: str  # format_type(oid, typmod): canonical and safely quoted
+    oid: int
+    typmod: int
+    collatable: bool
+    binary_coercible: bool  # pg_cast says old -> new is castmethod 'b' (or same type)

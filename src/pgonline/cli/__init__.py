@@ -1,0 +1,1 @@
+"""The click layer: option parsing, one ``anyio.run`` per command, exit codes."""

@@ -1,0 +1,278 @@
+"""The ``online`` command line: a thin click layer over typed command functions.
+
+Every command parses its options, builds a :class:`RunContext` and calls one
+async command function through a single ``anyio.run``.  Errors derived from
+:class:`PgOnlineError` become one ``error:`` line (plus a ``hint:``) and the
+exit code documented in :mod:`pgonline.errors`; user mistakes never print a
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import click
+
+from pgonline.engine import logs
+from pgonline.engine.backfill import BatchOptions
+from pgonline.commands.common import ChangeOutcome, RunContext
+from pgonline.connection import SessionSettings, redact, resolve_dsn
+from pgonline.errors import PgOnlineError
+from pgonline.engine.executor import ExecOptions, JobResult
+from pgonline.engine.plan import Phase
+from pgonline.engine.progress import Progress
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """The one place where the async core is entered."""
+    return anyio.run(fn)
+
+
+def dsn_option(f: F) -> F:
+    return click.option(
+        "--dsn", envvar="DATABASE_URL", default=None, metavar="DSN",
+        help="PostgreSQL connection string (default: $DATABASE_URL).",
+    )(f)
+
+
+_BATCH = BatchOptions()
+_SESSION = SessionSettings()
+_EXEC = ExecOptions()
+
+
+def exec_options(f: F) -> F:
+    """Options shared by every command that changes the schema."""
+    opts = [
+        click.option("--dry-run", is_flag=True,
+                     help="Print the plan (steps, phases, locks); change nothing."),
+        click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
+                     help="Run only this phase (deploy application code between phases)."),
+        click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
+                     help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
+        click.option("--batch-size", type=click.IntRange(1), default=_BATCH.initial_size,
+                     show_default=True, help="Rows in the first backfill batch."),
+        click.option("--min-batch-size", type=click.IntRange(1), default=_BATCH.min_size,
+                     show_default=True),
+        click.option("--max-batch-size", type=click.IntRange(1), default=_BATCH.max_size,
+                     show_default=True),
+        click.option("--target-batch-ms", type=click.IntRange(1), default=_BATCH.target_ms,
+                     show_default=True, help="Adapt the batch size toward this duration per batch."),
+        click.option("--sleep-ms", type=click.IntRange(0), default=_BATCH.sleep_ms, show_default=True,
+                     help="Pause between batches, leaving room for application traffic."),
+        click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
+                     default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
+                     help="statement_timeout of one batch."),
+        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
+                     default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
+                     help="Give up waiting for a lock after this long, then retry."),
+        click.option("--reconnect-timeout", "reconnect_timeout_s", type=click.FloatRange(0),
+                     default=_EXEC.reconnect_timeout_s, show_default=True, metavar="SECONDS",
+                     help="When the server ends our session (terminated backend, restart, "
+                          "failover), try to reconnect for up to this long and continue the "
+                          "job once connected; past it, stop resumably (exit 5)."),
+        click.option("--maintenance-wait", "maintenance_wait_s", type=click.FloatRange(0),
+                     default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
+                     help="Before a locking step, wait this long at most, outside the lock queue, "
+                          "for a VACUUM, ANALYZE or index build on the table to finish."),
+        click.option("--parallel-workers", "maintenance_workers", type=click.IntRange(0),
+                     default=_SESSION.maintenance_workers, show_default=True, metavar="N",
+                     help="max_parallel_maintenance_workers for index builds (0: one core; "
+                          "raise it on a server with cores to spare)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
+    phase = kw.pop("phase", None)
+    settings = SessionSettings(lock_timeout_ms=kw.pop("lock_timeout_ms"),
+                               maintenance_wait_s=kw.pop("maintenance_wait_s"),
+                               maintenance_workers=kw.pop("maintenance_workers"))
+    if not kw["min_batch_size"] <= kw["batch_size"] <= kw["max_batch_size"]:
+        raise click.BadParameter("need --min-batch-size <= --batch-size <= --max-batch-size")
+    batch = BatchOptions(
+        initial_size=kw.pop("batch_size"), min_size=kw.pop("min_batch_size"),
+        max_size=kw.pop("max_batch_size"), target_ms=kw.pop("target_batch_ms"),
+        sleep_ms=kw.pop("sleep_ms"), statement_timeout_ms=kw.pop("batch_timeout_ms"),
+        max_attempts=kw["max_retries"],
+    )
+    options = ExecOptions(
+        settings=settings, batch=batch,
+        max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
+        reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
+    )
+    return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
+                      dry_run=kw.pop("dry_run"), out=click.echo)
+
+
+def report(outcome: ChangeOutcome) -> None:
+    if outcome.result is not None:
+        report_job(outcome.result)
+
+
+def report_job(r: JobResult) -> None:
+    verb = ("resumed and " if r.resumed else "") + ("paused" if r.status.value == "paused"
+                                                    else "finished")
+    click.echo(f"job {r.job_id} {verb} in {r.seconds:.2f}s ({len(r.steps_run)} steps run)")
+    if r.next_hint:
+        click.echo(r.next_hint)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--log-format", type=click.Choice(["human", "json"]), default="human",
+              show_default=True, help="Logs on stderr: readable, or JSON lines.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.version_option(package_name="pgonline")
+def cli(log_format: str, verbose: bool) -> None:
+    """Zero-downtime online schema changes for PostgreSQL."""
+    logs.configure("json" if log_format == "json" else "human", verbose=verbose)
+
+
+@cli.command("add-column")
+@click.argument("table")
+@click.argument("column")
+@click.argument("type_", metavar="TYPE")
+@click.option("--default", "default", default=None, metavar="EXPR", help="Default for existing and new rows.")
+@click.option("--not-null", is_flag=True, help="Make the column NOT NULL.")
+@click.option("--backfill", default=None, metavar="EXPR",
+              help="Compute existing rows' value from this expression (may use other columns).")
+@dsn_option
+@exec_options
+def add_column_cmd(table: str, column: str, type_: str, default: str | None, not_null: bool,
+                   backfill: str | None, dsn: str | None, **kw: Any) -> None:
+    """Add COLUMN of TYPE to TABLE without a long lock."""
+    from pgonline.commands.add_column import add_column
+
+    ctx = build_context(dsn, kw)
+    report(run_async(functools.partial(add_column, ctx, table, column, type_, default=default,
+                                       not_null=not_null, backfill=backfill)))
+
+
+@cli.command("resume")
+@click.argument("job_id", type=int)
+@dsn_option
+@exec_options
+def resume_cmd(job_id: int, dsn: str | None, **kw: Any) -> None:
+    """Continue JOB_ID from its journal (after Ctrl-C, a crash, a pause or a failure)."""
+    from pgonline.commands.jobs import resume, show_plan
+
+    ctx = build_context(dsn, kw)
+    if ctx.dry_run:
+        click.echo(run_async(functools.partial(show_plan, ctx.dsn, job_id)))
+        return
+    report_job(run_async(functools.partial(resume, ctx, job_id)))
+
+
+@cli.command("rollback")
+@click.argument("job_id", type=int)
+@click.option("--confirm", is_flag=True,
+              help="Required to roll back a finished job (may discard data written since).")
+@dsn_option
+@exec_options
+def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None:
+    """Undo JOB_ID's completed steps in reverse order (drops what its expand phase added)."""
+    from pgonline.commands.jobs import rollback
+
+    ctx = build_context(dsn, kw)
+    result = run_async(functools.partial(rollback, ctx, job_id, confirm=confirm))
+    if not ctx.dry_run:
+        from pgonline.commands.jobs import rollback_summary
+
+        click.echo(rollback_summary(result))
+
+
+@cli.command("status")
+@click.argument("job_id", type=int, required=False)
+@click.option("--active", is_flag=True, help="Only jobs that are not finished.")
+@dsn_option
+def status_cmd(job_id: int | None, active: bool, dsn: str | None) -> None:
+    """List jobs with their progress (or one job in detail)."""
+    from pgonline.commands.jobs import status
+    from pgonline.output import jobs_table
+
+    rows = run_async(functools.partial(status, resolve_dsn(dsn), job_id=job_id,
+                                       include_finished=not active))
+    click.echo(jobs_table(rows, detail=job_id is not None))
+
+
+@cli.command("plan", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("command")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def plan_cmd(ctx: click.Context, command: str, args: tuple[str, ...]) -> None:
+    """Print the plan of COMMAND without running it (same as COMMAND ... --dry-run)."""
+    parent = ctx.parent
+    assert parent is not None
+    sub = cli.get_command(parent, command)
+    if sub is None or not any(p.name == "dry_run" for p in sub.params):
+        raise click.UsageError(f"{command!r} is not a schema-change command")
+    with sub.make_context(command, [*args, "--dry-run"], parent=parent) as sub_ctx:
+        sub.invoke(sub_ctx)
+
+
+@cli.command("demo")
+@click.option("--rows", type=click.IntRange(1000), default=1_000_000, show_default=True)
+@click.option("--writers", type=click.IntRange(0, 64), default=4, show_default=True,
+              help="Concurrent clients doing single-row reads and writes during the change.")
+@click.option("--dsn", default=None, metavar="DSN",
+              help="Use this server instead of an embedded one (creates a scratch database).")
+def demo_cmd(rows: int, writers: int, dsn: str | None) -> None:
+    """Start an embedded PostgreSQL, load a 1M-row table, add a column online under load."""
+    from pgonline.commands.demo import demo
+
+    run_async(functools.partial(demo, rows=rows, writers=writers, dsn=dsn, out=click.echo))
+
+
+def _load_plugins() -> None:
+    # Command groups living in their own ``pgonline.cli_*`` modules register
+    # themselves, so features add commands without a central dispatch switch.
+    import importlib
+    import pkgutil
+
+    import pgonline
+
+    for info in pkgutil.iter_modules(pgonline.__path__):
+        if info.name.startswith("cli_"):
+            module = importlib.import_module(f"pgonline.{info.name}")
+            module.register(cli)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (``main`` without ``sys.exit``)."""
+    if not _loaded:
+        _load_plugins()
+        _loaded.append(True)
+    try:
+        cli.main(args=argv, prog_name="online", standalone_mode=False)
+    except PgOnlineError as exc:
+        click.echo(f"error: {redact(exc.message)}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        return 130
+    return 0
+
+
+_loaded: list[bool] = []
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run(argv))

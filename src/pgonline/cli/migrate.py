@@ -1,0 +1,264 @@
+"""``online migrate``: numbered SQL migration directories (the seed's workflow, done safely)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pgonline.cli.main import dsn_option, run_async
+from pgonline.connection import SessionSettings
+from pgonline.errors import MigrationError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_dir_arg = click.argument(
+    "directory", type=click.Path(exists=True, file_okay=False, path_type=Path), metavar="DIR")
+
+_LOCK_TIMEOUT_MS = SessionSettings().lock_timeout_ms
+
+
+def _table_option(f: F) -> F:
+    return click.option(
+        "--table", default="schema_migrations", show_default=True, metavar="[SCHEMA.]NAME",
+        help="Tracking table (an existing seed-style table is adopted).")(f)
+
+
+def _run_options(f: F) -> F:
+    opts = [
+        click.option("--dry-run", is_flag=True, help="Show what would run; change nothing."),
+        click.option("--lock-wait", type=click.FloatRange(0), default=10.0, show_default=True,
+                     metavar="SECONDS",
+                     help="Wait this long for another runner to finish before giving up."),
+        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
+                     default=_LOCK_TIMEOUT_MS,
+                     show_default=True, metavar="MS",
+                     help="lock_timeout of each migration transaction (retried as a whole)."),
+        click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
+                     help="Attempts per transaction on lock timeouts and serialization failures."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: bool = False,
+                    batch_size: int = 1000, sleep_ms: int = 10) -> Any:
+    from pgonline.engine.backfill import BatchOptions
+    from pgonline.commands.common import RunContext
+    from pgonline.connection import SessionSettings, resolve_dsn
+    from pgonline.engine.executor import ExecOptions
+    from pgonline.sql.identifiers import QualifiedName
+    from pgonline.migrations.runner import RunnerOptions
+    from pgonline.engine.progress import Progress
+
+    url = resolve_dsn(dsn)
+    exec_opts = ExecOptions(
+        settings=SessionSettings(lock_timeout_ms=kw["lock_timeout_ms"]),
+        batch=BatchOptions(initial_size=batch_size, sleep_ms=sleep_ms,
+                           max_attempts=kw["max_retries"]),
+        max_attempts=kw["max_retries"],
+    )
+    context = RunContext(dsn=url, options=exec_opts, progress=Progress(), dry_run=kw["dry_run"],
+                         out=click.echo)
+    return RunnerOptions(
+        dsn=url, table=QualifiedName.parse(table), dry_run=kw["dry_run"],
+        lock_timeout_ms=kw["lock_timeout_ms"], max_attempts=kw["max_retries"],
+        lock_wait_s=kw["lock_wait"], online=online, context=context, out=click.echo,
+    )
+
+
+def _with_runner(directory: Path, opts: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
+    from pgonline.migrations.runner import Runner
+
+    async def go() -> T:
+        async with Runner(directory, opts) as runner:
+            return await fn(runner)
+
+    return run_async(go)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(migrate)
+
+
+@click.group("migrate")
+def migrate() -> None:
+    """Numbered SQL migrations: NNN_name.sql + NNN_name_down.sql (or golang-migrate's
+    NNN_name.up.sql / .down.sql), tracked in schema_migrations."""
+
+
+@migrate.command("validate")
+@_dir_arg
+def validate_cmd(directory: Path) -> None:
+    """Check naming (zero-padded, snake_case, no gaps or duplicates, up+down pairs) and SQL syntax."""
+    from pgonline.migrations import discovery
+    from pgonline.migrations.splitting import parse_file
+
+    migrations, problems = discovery.discover(directory)
+    files = [p for m in migrations for p in (m.up, m.down) if p is not None]
+    notes: list[str] = []
+    for path in files:
+        try:
+            pf = parse_file(path)
+        except MigrationError as exc:
+            problems.append(exc.message)
+            continue
+        if not pf.statements:
+            notes.append(f"{path.name}: no statements")
+        elif not pf.transactional:
+            reasons = sorted({s.no_transaction or "" for s in pf.statements if s.no_transaction})
+            notes.append(f"{path.name}: runs statement by statement ({', '.join(reasons)})")
+    for note in notes:
+        click.echo(f"note: {note}")
+    if problems:
+        raise MigrationError(
+            f"{directory}: {len(problems)} problem(s):\n  " + "\n  ".join(problems),
+            hint="fix the files listed; the naming rules are in docs/migrations.md")
+    click.echo(f"{directory}: {len(migrations)} migration(s), {len(files)} file(s) OK")
+
+
+@migrate.command("create")
+@_dir_arg
+@click.argument("name")
+@click.option("--description", default=None, help="The header's Description line.")
+@click.option("--author", default=None, help="The header's Author line (default: $GIT_AUTHOR_NAME or $USER).")
+@click.option("--style", type=click.Choice(["plain", "golang"]), default=None,
+              help="File naming for an empty directory (default: the directory's, else plain).")
+@click.option("--dry-run", is_flag=True, help="Print the files; write nothing.")
+def create_cmd(directory: Path, name: str, description: str | None, author: str | None,
+               style: str | None, dry_run: bool) -> None:
+    """Create the next numbered up + down migration pair in DIR."""
+    from pgonline.migrations.discovery import Style
+    from pgonline.migrations.template import plan_new, write_new
+
+    new = plan_new(directory, name, description=description, author=author,
+                   style=Style(style) if style else None)
+    if dry_run:
+        for path, text in ((new.up, new.up_text), (new.down, new.down_text)):
+            click.echo(f"--- would create {path}\n{text}")
+        return
+    write_new(new)
+    click.echo(f"created {new.up}")
+    click.echo(f"created {new.down}")
+
+
+@migrate.command("up")
+@_dir_arg
+@click.argument("count", type=click.IntRange(1), required=False)
+@click.option("--online", is_flag=True,
+              help="Rewrite risky statements (ADD COLUMN, CREATE INDEX ...) into staged online "
+              "changes; such files no longer run as one transaction.")
+@click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="--online backfills: rows in the first batch.")
+@click.option("--sleep-ms", type=click.IntRange(0), default=10, show_default=True,
+              help="--online backfills: pause between batches.")
+@dsn_option
+@_table_option
+@_run_options
+def up_cmd(directory: Path, count: int | None, online: bool, batch_size: int, sleep_ms: int,
+           dsn: str | None, table: str, **kw: Any) -> None:
+    """Apply pending migrations (all, or the next COUNT), each file in one transaction when it can."""
+    opts = _runner_options(dsn, table, kw, online=online, batch_size=batch_size, sleep_ms=sleep_ms)
+    done = _with_runner(directory, opts, lambda r: r.up(count))
+    if done and not opts.dry_run:
+        click.echo(f"{len(done)} migration(s) applied")
+
+
+@migrate.command("down")
+@_dir_arg
+@click.argument("count", type=click.IntRange(1), required=False)
+@click.option("--all", "all_", is_flag=True, help="Roll back every applied migration.")
+@dsn_option
+@_table_option
+@_run_options
+def down_cmd(directory: Path, count: int | None, all_: bool, dsn: str | None, table: str,
+             **kw: Any) -> None:
+    """Roll back the last COUNT applied migrations (or --all), newest first."""
+    if (count is None) == (not all_):
+        raise UsageError("give how many migrations to roll back (e.g. `down 1`) or --all",
+                         hint="a bare `down` would be too easy to run by accident")
+    opts = _runner_options(dsn, table, kw)
+    done = _with_runner(directory, opts, lambda r: r.down(None if all_ else count))
+    if done and not opts.dry_run:
+        click.echo(f"{len(done)} migration(s) rolled back")
+
+
+@migrate.command("force")
+@_dir_arg
+@click.argument("version", type=click.IntRange(0))
+@dsn_option
+@_table_option
+@_run_options
+def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: Any) -> None:
+    """Record that the schema is at VERSION (clears a dirty state; runs no migration).
+
+    Rows up to VERSION become applied and clean (VERSION's checksum is taken
+    from its file as it is now); rows after VERSION are removed; 0 means none.
+    """
+    opts = _runner_options(dsn, table, kw)
+    _with_runner(directory, opts, lambda r: r.force(version))
+
+
+def _read_rows(directory: Path, dsn: str | None, table: str) -> Any:
+    """Every migration with its state, read-only (a dry-run runner that takes no lock)."""
+    opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
+                                        "dry_run": True, "lock_wait": 0})
+
+    async def rows(r: Any) -> Any:
+        return await r.rows()
+
+    return _with_runner(directory, opts, rows)
+
+
+@migrate.command("status")
+@_dir_arg
+@dsn_option
+@_table_option
+def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
+    """Every migration with its state: applied, pending, dirty, modified (edited after applying)."""
+    found = _read_rows(directory, dsn, table)
+    click.echo(f"{'VERSION':<45} {'STATE':<11} {'APPLIED AT':<19} DURATION")
+    for row in found:
+        a = row.applied
+        when = a.applied_at.strftime("%Y-%m-%d %H:%M:%S") if a and a.applied_at else ""
+        took = f"{a.duration_ms} ms" if a and a.duration_ms is not None else ""
+        line = f"{row.version:<45} {row.state:<11} {when:<19} {took}".rstrip()
+        if a and a.error and row.state == "dirty":
+            line += f"\n    {a.error}"
+        click.echo(line)
+
+
+@migrate.command("version")
+@_dir_arg
+@dsn_option
+@_table_option
+def version_cmd(directory: Path, dsn: str | None, table: str) -> None:
+    """Print the highest applied migration number (and "dirty" if it stopped midway)."""
+    applied = [r for r in _read_rows(directory, dsn, table) if r.applied and r.migration]
+    if not applied:
+        click.echo("none")
+        return
+    last = max(applied, key=lambda r: r.migration.number)
+    dirty = any(r.state == "dirty" for r in applied)
+    click.echo(f"{last.migration.number}{' (dirty)' if dirty else ''}")
+
+
+@migrate.command("test")
+@_dir_arg
+@click.option("--dsn", default=None, metavar="DSN",
+              help="Server to create the scratch database on (default: an embedded PostgreSQL). "
+              "DATABASE_URL is deliberately not used.")
+def test_cmd(directory: Path, dsn: str | None) -> None:
+    """Apply every up, every down, every up again on a scratch database; report what downs miss."""
+    from pgonline.connection import resolve_dsn
+    from pgonline.migrations.scratch import run_test_cycle
+
+    url = resolve_dsn(dsn) if dsn else None
+    report = run_async(functools.partial(run_test_cycle, directory, url, out=click.echo))
+    click.echo(f"OK: {len(report.applied)} up, {len(report.rolled_back)} down, "
+               f"{len(report.reapplied)} up again; every down restored the schema")

@@ -1,0 +1,1 @@
+"""Development helpers: throw-away local servers and the demo/benchmark workload."""

@@ -1,0 +1,1 @@
+"""Running plans: the Plan data, executor, backfill, journal, retry, progress and logs."""

@@ -1,0 +1,137 @@
+"""Progress reporting: rows done / estimated total, %, rows/s and ETA.
+
+One :class:`Progress` object receives events from the executor and the
+backfill engine.  On a terminal in human mode it draws a rich progress bar;
+otherwise it emits structlog events (JSON lines with ``--log-format json``),
+rate-limited so a fast backfill does not flood the log.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import (
+    Progress as RichProgress,
+)
+
+from pgonline.engine.plan import Step
+
+log = structlog.get_logger("pgonline")
+
+
+@dataclass
+class BackfillStats:
+    """Live numbers for one backfill step; ``rate`` is smoothed rows per second."""
+
+    rows_done: int
+    rows_total: int
+    rows_updated: int = 0
+    batch_size: int = 0
+    rate: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    paused_reason: str | None = None
+
+    @property
+    def percent(self) -> float:
+        if self.rows_total <= 0:
+            return 100.0
+        return min(100.0, 100.0 * self.rows_done / self.rows_total)
+
+    @property
+    def eta_s(self) -> float | None:
+        if self.rate <= 0:
+            return None
+        return max(0.0, (self.rows_total - self.rows_done) / self.rate)
+
+    def observe(self, rows: int, seconds: float) -> None:
+        """Fold one batch into the smoothed rate (EWMA, so one slow batch does not swing ETA)."""
+        if seconds <= 0:
+            return
+        inst = rows / seconds
+        self.rate = inst if self.rate == 0 else 0.7 * self.rate + 0.3 * inst
+
+    def fields(self) -> dict[str, Any]:
+        eta = self.eta_s
+        return {
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "rows_updated": self.rows_updated,
+            "percent": round(self.percent, 1),
+            "rows_per_s": round(self.rate, 1),
+            "eta_s": None if eta is None else round(eta, 1),
+            "batch_size": self.batch_size,
+        }
+
+
+class Progress:
+    """Receives job events; renders them as a bar (TTY) or as log lines."""
+
+    def __init__(self, *, bar: bool | None = None, log_every_s: float = 2.0) -> None:
+        self.bar = sys.stderr.isatty() if bar is None else bar
+        self.log_every_s = log_every_s
+        self._last_log = 0.0
+        self._rich: RichProgress | None = None
+        self._task: TaskID | None = None
+
+    def job(self, job_id: int, kind: str, target: str, resumed: bool) -> None:
+        log.info("job resumed" if resumed else "job started", job=job_id, kind=kind, target=target)
+
+    def step_started(self, index: int, count: int, step: Step) -> None:
+        log.info("step started", step=step.id, n=f"{index}/{count}", phase=str(step.phase),
+                 lock=str(step.lock))
+
+    def step_skipped(self, step: Step, why: str) -> None:
+        log.info("step skipped", step=step.id, reason=why)
+
+    def step_finished(self, step: Step, seconds: float) -> None:
+        self._close_bar()
+        log.info("step done", step=step.id, seconds=round(seconds, 3))
+
+    def backfill(self, step: Step, stats: BackfillStats, *, force: bool = False) -> None:
+        if self.bar:
+            if self._rich is None:
+                self._rich = RichProgress(
+                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[rate]}"),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[note]}"),
+                    console=Console(file=sys.stderr), transient=False,
+                )
+                self._rich.start()
+                self._task = self._rich.add_task(step.id, total=stats.rows_total, rate="", note="")
+            assert self._task is not None
+            self._rich.update(
+                self._task, completed=stats.rows_done, total=max(stats.rows_total, stats.rows_done),
+                rate=f"{stats.rate:,.0f} rows/s",
+                note=f"paused: {stats.paused_reason}" if stats.paused_reason else "",
+            )
+            return
+        now = time.monotonic()
+        if force or now - self._last_log >= self.log_every_s:
+            self._last_log = now
+            log.info("backfill progress", step=step.id, paused=stats.paused_reason, **stats.fields())
+
+    def paused(self, step: Step, reason: str) -> None:
+        log.info("throttled", step=step.id, reason=reason)
+
+    def _close_bar(self) -> None:
+        if self._rich is not None:
+            self._rich.stop()
+            self._rich = None
+            self._task = None
+
+    def close(self) -> None:
+        self._close_bar()

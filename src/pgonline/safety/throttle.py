@@ -1,0 +1,100 @@
+"""Throttles: reasons for the backfill to wait before its next batch.
+
+A throttle answers one question, ``reason(conn)``: a short text when the
+backfill should pause now (replica lag, a long transaction, load), or
+``None``.  Throttles combine: the engine waits until none of them objects.
+The concrete watchers live in :mod:`pgonline.safety.lag`,
+:mod:`pgonline.safety.activity` and :mod:`pgonline.safety.load`.
+
+A throttle may also implement ``prepare(conn)`` (checked once before the job
+starts, so a bad setting fails before anything is changed) and ``aclose()``
+(release side connections, e.g. to a replica).
+
+The :class:`Throttles` of the current command travel in a context variable:
+the CLI layer (``cli_control``) builds them from the command's options and
+:class:`~pgonline.commands.common.RunContext` picks them up by default.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import psycopg
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+class Throttle(Protocol):
+    async def reason(self, conn: Conn) -> str | None:
+        """Why to wait now, or ``None`` to proceed."""
+        ...
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    async def prepare(self, conn: Conn) -> None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+class Throttles:
+    """All throttles of a job; ``first_reason`` is the first one that objects.
+
+    ``cancel_blockers_after_s`` is the job's policy for its cut-over steps
+    (see :mod:`pgonline.safety.blockers`): ``None`` (the default) never cancels
+    another session's query.
+    """
+
+    def __init__(self, throttles: Sequence[Throttle] = (), *, poll_s: float = 1.0,
+                 cancel_blockers_after_s: float | None = None) -> None:
+        self.throttles = list(throttles)
+        self.poll_s = poll_s
+        self.cancel_blockers_after_s = cancel_blockers_after_s
+
+    async def first_reason(self, conn: Conn) -> str | None:
+        for t in self.throttles:
+            why = await t.reason(conn)
+            if why:
+                return why
+        return None
+
+    async def prepare(self, conn: Conn) -> None:
+        """Check every throttle once (privileges, a user query) before the job changes anything."""
+        for t in self.throttles:
+            if isinstance(t, Preparable):
+                await t.prepare(conn)
+
+    async def aclose(self) -> None:
+        for t in self.throttles:
+            if isinstance(t, Closable):
+                await t.aclose()
+
+    def describe(self) -> list[str]:
+        return [repr(t) for t in self.throttles]
+
+
+_current: contextvars.ContextVar[Throttles | None] = contextvars.ContextVar(
+    "pgonline_throttles", default=None
+)
+
+
+def current() -> Throttles:
+    """The throttles the running command was given (a fresh empty set if none)."""
+    value = _current.get()
+    return value if value is not None else Throttles()
+
+
+@contextmanager
+def using(throttles: Throttles) -> Iterator[Throttles]:
+    """Make ``throttles`` the current ones for the duration of one command."""
+    token = _current.set(throttles)
+    try:
+        yield throttles
+    finally:
+        _current.reset(token)

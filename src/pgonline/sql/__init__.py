@@ -1,0 +1,1 @@
+"""SQL text: identifiers, user expressions parsed with pglast, parameters, derived names."""
