@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from pgonline.errors import CatalogError, PreflightError
 from pgonline.catalog.facts import ConstraintFacts, TableFacts
-from pgonline.sql.names import derived_name, helper_name
 from pgonline.engine.plan import LockLevel, Phase, Step
+from pgonline.errors import CatalogError, PreflightError
+from pgonline.sql.names import derived_name, helper_name
 
 
 def render(q: sql.Composable) -> str:

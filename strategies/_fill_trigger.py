@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from pgonline.errors import UsageError
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.names import helper_name
 from pgonline.engine.plan import LockLevel, Phase, Step
+from pgonline.errors import UsageError
+from pgonline.sql.names import helper_name
 from pgonline.sql.row_expression import over_new_row
 
 TRIGGER_PREFIX = "zz_pgonline_fill"

@@ -30,10 +30,10 @@ from pgonline.strategies._ddl import no_nulls_step, not_null_check_name, not_nul
 from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.names import helper_column_name, helper_index_name, helper_name
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Step
+from pgonline.errors import CatalogError, UsageError
+from pgonline.sql.names import helper_column_name, helper_index_name, helper_name
 
 # Dependents the shadow-column path moves itself; anything else is refused.
 MOVABLE = frozenset({"index", "primary key", "unique constraint", "owned sequence"})

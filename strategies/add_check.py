@@ -26,9 +26,9 @@ from pgonline.strategies._ddl import (
 )
 from psycopg import sql
 
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 
 

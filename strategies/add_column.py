@@ -36,9 +36,9 @@ from pgonline.strategies._ddl import not_null_steps
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from psycopg import sql
 
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
 
 

@@ -31,11 +31,11 @@ from pgonline.strategies._ddl import (
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.names import derived_name
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
+from pgonline.sql.names import derived_name
 
 ON_DELETE_ACTIONS = ("no action", "restrict", "cascade", "set null", "set default")
 

@@ -30,11 +30,11 @@ from pgonline.strategies._ddl import (
 )
 from psycopg import sql
 
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.names import derived_name
 from pgonline.engine.plan import Plan
+from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
+from pgonline.sql.names import derived_name
 
 
 @dataclass(frozen=True)

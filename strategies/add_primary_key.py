@@ -17,10 +17,10 @@ from pgonline.strategies._ddl import render, require_columns
 from pgonline.strategies.add_unique import AddUniqueArgs, AddUniqueFacts, plan_unique_constraint
 from psycopg import sql
 
-from pgonline.errors import CatalogError
-from pgonline.sql.names import derived_name
 from pgonline.engine.plan import Plan
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.names import derived_name
 
 
 def default_pk_name(table: str) -> str:

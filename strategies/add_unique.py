@@ -34,11 +34,11 @@ from pgonline.strategies.add_check import refuse_existing_constraint
 from pgonline.strategies.add_index import ExistingRelation
 from psycopg import sql
 
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.names import derived_name
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.names import derived_name
 
 
 @dataclass(frozen=True)

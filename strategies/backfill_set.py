@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import render, require_columns
 from psycopg import sql
 
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 
 

@@ -30,9 +30,9 @@ from dataclasses import asdict, dataclass
 from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 
 from ._shadow_column import (

@@ -22,9 +22,9 @@ from dataclasses import asdict, dataclass
 from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails
-from pgonline.errors import PreflightError
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import PreflightError
 from pgonline.registry import strategy
 
 

@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import drop_index_concurrently, render
 from psycopg import sql
 
-from pgonline.errors import CatalogError
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 
 _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}

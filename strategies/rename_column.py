@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass, replace
 from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import Plan
+from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 
 from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable, s

@@ -43,9 +43,9 @@ from pgonline.strategies._ddl import not_null_steps, render, require_columns
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
-from pgonline.errors import CatalogError, PreflightError
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError, PreflightError
 from pgonline.registry import strategy
 
 

@@ -10,13 +10,13 @@ import anyio
 import psycopg
 import pytest
 
-from pgonline.engine.backfill import BatchOptions
 from pgonline.commands.add_column import add_column
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
+from pgonline.devtools.workload import Workload
+from pgonline.engine.backfill import BatchOptions
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
-from pgonline.devtools.workload import Workload
 from tests.conftest import spawn_online
 from tests.support.probe import reader_latencies
 from tests.support.tables import columns, create_users

@@ -10,9 +10,9 @@ import pytest
 from psycopg import sql
 
 from pgonline.commands.change_type import change_type
-from pgonline.sql.names import helper_column_name, helper_name
-from pgonline.engine.plan import Phase
 from pgonline.devtools.workload import Workload
+from pgonline.engine.plan import Phase
+from pgonline.sql.names import helper_column_name, helper_name
 from tests.conftest import spawn_online
 from tests.support.column_changes import (
     SLOW_BATCHES,

@@ -10,8 +10,8 @@ import pytest
 from pgonline.strategies.change_type import ChangeTypeArgs, ChangeTypeFacts, plan_change_type
 
 from pgonline.catalog.column_details import ColumnDetails, Dependent, NewTypeFacts
-from pgonline.errors import CatalogError
 from pgonline.catalog.facts import ColumnFacts, ServerFacts, TableFacts
+from pgonline.errors import CatalogError
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from tests.support.tables import columns, schema_snapshot
 

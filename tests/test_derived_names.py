@@ -23,9 +23,9 @@ from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, NewTypeFacts
 from pgonline.catalog.facts import ColumnFacts, IndexFacts, ServerFacts, TableFacts
+from pgonline.engine.plan import Plan
 from pgonline.sql.identifiers import MAX_IDENTIFIER_BYTES
 from pgonline.sql.names import helper_column_name, helper_index_name, helper_name
-from pgonline.engine.plan import Plan
 from tests.support.column_changes import trigger_names
 from tests.support.tables import columns
 

@@ -7,8 +7,8 @@ import pytest
 from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_add_column
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 
-from pgonline.errors import UsageError
 from pgonline.catalog.facts import ColumnFacts, ExpressionFacts, ServerFacts, TableFacts
+from pgonline.errors import UsageError
 from pgonline.sql.row_expression import over_new_row, referenced_columns
 
 

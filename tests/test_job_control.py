@@ -8,9 +8,9 @@ import anyio
 import psycopg
 import pytest
 
+from pgonline.connection import connect
 from pgonline.engine import journal
 from pgonline.engine.backfill import JobPaused
-from pgonline.connection import connect
 from pgonline.engine.executor import ExecOptions, Executor
 from pgonline.engine.journal import Request
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step

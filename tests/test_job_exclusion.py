@@ -22,9 +22,9 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from pgonline.engine import journal
-from pgonline.errors import JobError
 from pgonline.engine.journal import JobStatus
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import JobError
 from tests.conftest import spawn_online
 from tests.support.tables import create_users
 

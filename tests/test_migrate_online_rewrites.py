@@ -8,16 +8,16 @@ from typing import Any
 import anyio
 import psycopg
 
-from pgonline.engine.backfill import BatchOptions
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
+from pgonline.devtools.workload import Workload
+from pgonline.engine.backfill import BatchOptions
 from pgonline.engine.executor import ExecOptions
-from pgonline.sql.identifiers import QualifiedName
+from pgonline.engine.progress import Progress
 from pgonline.migrations import rewrite
 from pgonline.migrations.runner import Runner, RunnerOptions
 from pgonline.migrations.splitting import parse_text
-from pgonline.engine.progress import Progress
-from pgonline.devtools.workload import Workload
+from pgonline.sql.identifiers import QualifiedName
 from tests.support.migration_dirs import tracking_rows
 from tests.support.tables import columns, create_users, not_null_step_ids, schema_snapshot
 

@@ -23,7 +23,7 @@ def test_non_editable_wheel_contains_the_strategies_package(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "pgonline/strategies/__init__.py" in names
     assert "pgonline/strategies/add_column.py" in names
-    assert "pgonline/cli.py" in names and "pgonline/py.typed" in names
+    assert "pgonline/cli/main.py" in names and "pgonline/py.typed" in names
     assert not any(n.startswith("strategies/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "online = pgonline.cli.main:main" in zipfile.ZipFile(wheel).read(entry).decode()

@@ -17,8 +17,8 @@ import anyio
 import psycopg
 import pytest
 
-from pgonline.engine import journal
 from pgonline.connection import connect
+from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor
 from pgonline.engine.progress import Progress
 from pgonline.engine.reconnect import JobTakenOver
@@ -259,8 +259,8 @@ def test_a_step_that_keeps_losing_its_session_stops_within_one_reconnect_timeout
     """Reconnecting succeeds every time, but the step ends its session again with no
     progress in between: the deadline set at the first loss still holds (exit 5), instead
     of every successful reconnect starting a new --reconnect-timeout."""
-    from pgonline.errors import ConnectionLost
     from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+    from pgonline.errors import ConnectionLost
 
     step = Step(id="suicide", phase=Phase.EXPAND, lock=LockLevel.NONE,
                 description="a step whose statement ends its own session",

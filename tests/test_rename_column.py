@@ -9,8 +9,8 @@ import psycopg
 from psycopg import sql
 
 from pgonline.commands.rename_column import rename_column
-from pgonline.engine.plan import Phase
 from pgonline.devtools.workload import Workload
+from pgonline.engine.plan import Phase
 from tests.conftest import spawn_online
 from tests.support.column_changes import (
     SLOW_BATCHES,

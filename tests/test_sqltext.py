@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgonline.sql import expressions as sqltext
 from pgonline.errors import UsageError
+from pgonline.sql import expressions as sqltext
 
 
 @pytest.mark.parametrize(("text", "rendered"), [

@@ -12,10 +12,10 @@ import psycopg
 from pgonline.commands.add_column import add_column
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
+from pgonline.devtools.workload import Workload
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.safety.throttle import Throttles
-from pgonline.devtools.workload import Workload
 from tests.support.tables import columns, create_users, schema_snapshot
 
 ADD = ["add-column", "users", "x", "int"]  # one metadata-only ALTER (ACCESS EXCLUSIVE)

@@ -11,14 +11,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgonline.devtools import workload as workload_module
-from pgonline.engine.backfill import BatchOptions
 from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings, connect
+from pgonline.devtools import workload as workload_module
+from pgonline.devtools.workload import Workload
+from pgonline.engine.backfill import BatchOptions
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.plan import Phase
 from pgonline.engine.progress import Progress
-from pgonline.devtools.workload import Workload
 
 LOCK_TIMEOUT_MS = 500
 # The slowest application statement may wait one lock_timeout behind our DDL,

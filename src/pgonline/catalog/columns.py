@@ -14,10 +14,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pgonline.sql import row_expression
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import TableFacts
+from pgonline.errors import CatalogError, UsageError
+from pgonline.sql import row_expression
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -15,8 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgonline.errors import UsageError
 from pgonline.catalog.facts import TableFacts
+from pgonline.errors import UsageError
 from pgonline.strategies._ddl import DataViolations
 
 Conn = psycopg.AsyncConnection[Any]

@@ -13,7 +13,6 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pgonline.errors import CatalogError, UsageError
 from pgonline.catalog.facts import (
     ColumnFacts,
     ConstraintFacts,
@@ -22,6 +21,7 @@ from pgonline.catalog.facts import (
     ServerFacts,
     TableFacts,
 )
+from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
 
 Conn = psycopg.AsyncConnection[Any]

@@ -14,7 +14,7 @@ How: :func:`register` appends the options to each such command's params and
 wraps its callback, which removes these keyword arguments, builds a
 :class:`~pgonline.safety.throttle.Throttles` from them and makes it current
 (:func:`pgonline.safety.throttle.using`) while the original callback runs;
-``RunContext`` picks it up by default.  Commands registered by ``cli_*``
+``RunContext`` picks it up by default.  Commands registered by ``pgonline.cli.*``
 modules loaded after this one are covered too: ``register`` hooks the
 group's ``add_command``.
 """
@@ -30,14 +30,14 @@ import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
 
-from pgonline.safety import throttle
 from pgonline.cli.main import dsn_option, run_async
-from pgonline.errors import UsageError
 from pgonline.engine.journal import Request
-from pgonline.safety.throttle import Throttle, Throttles
+from pgonline.errors import UsageError
+from pgonline.safety import throttle
 from pgonline.safety.activity import ActiveSessions, LongTransactions
 from pgonline.safety.lag import PrimaryLag, ReplicaLag, parse_lag
 from pgonline.safety.load import QueryThrottle
+from pgonline.safety.throttle import Throttle, Throttles
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = structlog.get_logger("pgonline.safety")
@@ -155,7 +155,7 @@ def add_throttle_options(cmd: click.Command) -> None:
 
 
 def _hook_add_command(group: click.Group) -> None:
-    """Commands added to ``group`` later (other cli_* modules) get the options too."""
+    """Commands added to ``group`` later (other pgonline.cli modules) get the options too."""
     if getattr(group, _MARK, False):
         return
     original = group.add_command

@@ -17,14 +17,14 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from pgonline.engine import logs
-from pgonline.engine.backfill import BatchOptions
 from pgonline.commands.common import ChangeOutcome, RunContext
 from pgonline.connection import SessionSettings, redact, resolve_dsn
-from pgonline.errors import PgOnlineError
+from pgonline.engine import logs
+from pgonline.engine.backfill import BatchOptions
 from pgonline.engine.executor import ExecOptions, JobResult
 from pgonline.engine.plan import Phase
 from pgonline.engine.progress import Progress
+from pgonline.errors import PgOnlineError
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -232,16 +232,16 @@ def demo_cmd(rows: int, writers: int, dsn: str | None) -> None:
 
 
 def _load_plugins() -> None:
-    # Command groups living in their own ``pgonline.cli_*`` modules register
+    # Command groups living in their own ``pgonline.cli.*`` modules register
     # themselves, so features add commands without a central dispatch switch.
     import importlib
     import pkgutil
 
-    import pgonline
+    import pgonline.cli
 
-    for info in pkgutil.iter_modules(pgonline.__path__):
-        if info.name.startswith("cli_"):
-            module = importlib.import_module(f"pgonline.{info.name}")
+    for info in pkgutil.iter_modules(pgonline.cli.__path__):
+        if info.name != "main":
+            module = importlib.import_module(f"pgonline.cli.{info.name}")
             module.register(cli)
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pgonline.catalog import preflight as preflight_data
-
-from pgonline.sql import expressions as sqltext
-from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.engine.plan import Plan
+from pgonline.sql import expressions as sqltext
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.add_check import AddCheckArgs, AddCheckFacts, plan_add_check
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pgonline.catalog import tables as catalog
-
 from pgonline.catalog import columns as column_catalog
-
-from pgonline.sql import expressions as sqltext
-from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.engine.plan import Plan
+from pgonline.sql import expressions as sqltext
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_add_column
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pgonline.catalog import tables as catalog
-
 from pgonline.catalog import preflight as preflight_data
+from pgonline.catalog import tables as catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
+from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
-from pgonline.engine.plan import Plan
 from pgonline.strategies.add_foreign_key import (
     ON_DELETE_ACTIONS,
     AddForeignKeyArgs,

@@ -6,16 +6,14 @@ from dataclasses import asdict
 
 from psycopg import sql
 
-from pgonline.catalog import tables as catalog
-
 from pgonline.catalog import indexes as index_catalog
-
 from pgonline.catalog import preflight as preflight_data
+from pgonline.catalog import tables as catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
+from pgonline.engine.plan import Plan
 from pgonline.errors import UsageError
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
-from pgonline.engine.plan import Plan
 from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.add_primary_key import default_pk_name, plan_add_primary_key
 from pgonline.strategies.add_unique import (

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from pgonline.catalog import tables as catalog
-
 from pgonline.catalog import columns as column_catalog
-
-from pgonline.sql import expressions as sqltext
+from pgonline.catalog import tables as catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
-from pgonline.sql.identifiers import QualifiedName
 from pgonline.engine.plan import Plan
+from pgonline.sql import expressions as sqltext
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.backfill_set import BackfillArgs, BackfillFacts, plan_backfill
 

@@ -9,16 +9,15 @@ from typing import Any
 import psycopg
 
 from pgonline.catalog import tables as catalog
-
-from pgonline.engine import journal
-from pgonline.connection import connection
-from pgonline.errors import JobError, PgOnlineError
-from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.identifiers import QualifiedName
+from pgonline.connection import connection
+from pgonline.engine import journal
+from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
 from pgonline.engine.progress import Progress
+from pgonline.errors import JobError, PgOnlineError
 from pgonline.safety.throttle import Throttles, current
+from pgonline.sql.identifiers import QualifiedName
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -30,7 +29,7 @@ class RunContext:
     dsn: str
     options: ExecOptions = field(default_factory=ExecOptions)
     progress: Progress = field(default_factory=Progress)
-    # The watchers/throttles the CLI built from this command's options (cli_control).
+    # The watchers/throttles the CLI built from this command's options (cli.control).
     throttles: Throttles = field(default_factory=current)
     dry_run: bool = False
     out: Callable[[str], None] = print

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import anyio
 
-from pgonline.engine import journal
 from pgonline.commands.jobs import JobRow, status
 from pgonline.connection import connection
-from pgonline.errors import JobError
+from pgonline.engine import journal
 from pgonline.engine.journal import JobStatus, Request
+from pgonline.errors import JobError
 
 
 @dataclass(frozen=True)

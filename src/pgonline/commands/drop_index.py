@@ -7,8 +7,8 @@ from dataclasses import asdict
 from pgonline.catalog import indexes as index_catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
-from pgonline.sql.identifiers import QualifiedName
 from pgonline.engine.plan import Plan
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from pgonline.catalog import tables as catalog
-
 from pgonline.catalog import columns as column_catalog
-
 from pgonline.catalog import preflight as preflight_data
-
-from pgonline.sql import expressions as sqltext
-from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import TableFacts
-from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
 from pgonline.engine.plan import Plan
+from pgonline.sql import expressions as sqltext
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 

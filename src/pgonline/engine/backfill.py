@@ -26,16 +26,16 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from pgonline.engine import journal
 from pgonline.catalog.tables import estimate_rows
 from pgonline.connection import SessionSettings, timeouts
-from pgonline.errors import Interrupted, JobError
+from pgonline.engine import journal
 from pgonline.engine.journal import Checkpoint, Request, StepStatus
-from pgonline.sql.params import PARAM, with_params
 from pgonline.engine.plan import BackfillSpec, Step
 from pgonline.engine.progress import BackfillStats, Progress
 from pgonline.engine.retry import is_retryable, with_retries
+from pgonline.errors import Interrupted, JobError
 from pgonline.safety.throttle import Throttles
+from pgonline.sql.params import PARAM, with_params
 
 log = structlog.get_logger("pgonline.engine.backfill")
 REQUEST_POLL_S = 0.5

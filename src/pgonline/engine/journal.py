@@ -23,8 +23,8 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from pgonline.errors import JobError
 from pgonline.engine.plan import Plan
+from pgonline.errors import JobError
 
 Conn = psycopg.AsyncConnection[Any]
 log = structlog.get_logger("pgonline.engine.journal")

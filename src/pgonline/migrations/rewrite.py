@@ -40,11 +40,11 @@ from psycopg import sql
 
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
-from pgonline.errors import CatalogError
-from pgonline.sql.identifiers import QualifiedName
-from pgonline.migrations.splitting import Statement
-from pgonline.sql.names import derived_name
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.errors import CatalogError
+from pgonline.migrations.splitting import Statement
+from pgonline.sql.identifiers import QualifiedName
+from pgonline.sql.names import derived_name
 
 
 @dataclass(frozen=True)
@@ -367,8 +367,8 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
     if_not_exists = bool(node.if_not_exists)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.catalog import tables as catalog
         from pgonline.catalog import indexes as index_catalog
+        from pgonline.catalog import tables as catalog
 
         async with connection(ctx.dsn) as conn:
             oid, schema, rel = await catalog.resolve_table(conn, QualifiedName.parse(table))

@@ -31,6 +31,7 @@ import psycopg
 
 from pgonline.commands.common import RunContext
 from pgonline.connection import connect, set_local
+from pgonline.engine.retry import with_retries
 from pgonline.errors import (
     CatalogError,
     MigrationError,
@@ -38,12 +39,11 @@ from pgonline.errors import (
     PreflightError,
     StatementError,
 )
-from pgonline.sql.identifiers import QualifiedName
 from pgonline.migrations import discovery, rewrite
 from pgonline.migrations.discovery import Migration
 from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
-from pgonline.engine.retry import with_retries
+from pgonline.sql.identifiers import QualifiedName
 
 Conn = psycopg.AsyncConnection[Any]
 

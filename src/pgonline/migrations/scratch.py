@@ -28,10 +28,10 @@ from psycopg import sql
 
 from pgonline.connection import connect, with_database
 from pgonline.errors import MigrationError, PgOnlineError
-from pgonline.sql.identifiers import QualifiedName
 from pgonline.migrations import discovery
 from pgonline.migrations.runner import Runner, RunnerOptions
 from pgonline.migrations.splitting import parse_file
+from pgonline.sql.identifiers import QualifiedName
 
 Conn = psycopg.AsyncConnection[Any]
 Snapshot = dict[tuple[str, str], str]  # (kind, identity) -> definition

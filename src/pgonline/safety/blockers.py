@@ -32,8 +32,8 @@ import psycopg
 import structlog
 
 from pgonline.connection import connect
-from pgonline.errors import PgOnlineError
 from pgonline.engine.plan import LockLevel, Step
+from pgonline.errors import PgOnlineError
 
 log = structlog.get_logger("pgonline.safety.blockers")
 Conn = psycopg.AsyncConnection[Any]

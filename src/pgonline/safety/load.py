@@ -24,8 +24,8 @@ from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
 from pgonline.connection import set_local
-from pgonline.errors import PreflightError, UsageError
 from pgonline.engine.retry import is_connection_lost
+from pgonline.errors import PreflightError, UsageError
 
 Conn = psycopg.AsyncConnection[Any]
 

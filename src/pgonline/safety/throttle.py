@@ -11,7 +11,7 @@ starts, so a bad setting fails before anything is changed) and ``aclose()``
 (release side connections, e.g. to a replica).
 
 The :class:`Throttles` of the current command travel in a context variable:
-the CLI layer (``cli_control``) builds them from the command's options and
+the CLI layer (``cli.control``) builds them from the command's options and
 :class:`~pgonline.commands.common.RunContext` picks them up by default.
 """
 
