@@ -7,11 +7,10 @@ registers nothing, it only renders SQL and steps that several strategies use.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from psycopg import sql
 
-from pgonline.catalog.facts import ConstraintFacts, TableFacts
+from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.sql.names import derived_name, helper_name
@@ -22,19 +21,6 @@ def render(q: sql.Composable) -> str:
     return q.as_string(None)
 
 
-@dataclass(frozen=True)
-class DataViolations:
-    """What a pre-flight query found in existing rows.
-
-    ``count`` is rows (or duplicate groups) that would make the change fail;
-    ``samples`` are a few of them rendered as ``(key)=(value)`` for the message.
-    """
-
-    count: int
-    samples: tuple[str, ...] = ()
-
-    def examples(self) -> str:
-        return "" if not self.samples else "; e.g. " + ", ".join(self.samples)
 
 
 def require_columns(table: TableFacts, columns: Sequence[str]) -> None:

@@ -19,14 +19,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
-    DataViolations,
     refuse_violations,
     render,
     validate_step,
 )
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
-    DataViolations,
     refuse_violations,
     render,
     require_columns,
@@ -31,7 +30,7 @@ from pgonline.strategies._ddl import (
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy

@@ -22,7 +22,6 @@ from typing import Any
 from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pgonline.strategies._ddl import (
-    DataViolations,
     build_index_step,
     refuse_violations,
     render,
@@ -30,7 +29,7 @@ from pgonline.strategies._ddl import (
 )
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
@@ -47,13 +46,6 @@ class AddIndexArgs:
     using: str | None = None
 
 
-@dataclass(frozen=True)
-class ExistingRelation:
-    """A relation that already carries the name we want for a new index."""
-
-    kind: str  # pg_class.relkind
-    on_table: bool  # an index on the very table we are indexing
-    valid: bool  # pg_index.indisvalid (indexes only)
 
 
 @dataclass(frozen=True)

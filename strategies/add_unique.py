@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
-    DataViolations,
     build_index_step,
     constraint_exists_query,
     refuse_violations,
@@ -31,10 +30,9 @@ from pgonline.strategies._ddl import (
     require_columns,
 )
 from pgonline.strategies.add_check import refuse_existing_constraint
-from pgonline.strategies.add_index import ExistingRelation
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import drop_index_concurrently, render
 from psycopg import sql
 
+from pgonline.catalog.facts import DropIndexFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
@@ -35,15 +36,6 @@ class DropIndexArgs:
     index: str  # as the user typed it, resolved by the command
 
 
-@dataclass(frozen=True)
-class DropIndexFacts:
-    schema: str
-    name: str
-    table: str  # quoted schema.table the index is on
-    definition: str  # pg_get_indexdef
-    partitioned: bool  # a partitioned index (relkind 'I')
-    constraint: str | None = None  # name of the constraint the index implements
-    constraint_type: str | None = None  # pg_constraint.contype
 
 
 def recreate_concurrently(definition: str) -> str:

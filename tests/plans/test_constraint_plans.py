@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from pgonline.strategies._ddl import DataViolations
 from pgonline.strategies.add_check import AddCheckArgs, AddCheckFacts, plan_add_check
 from pgonline.strategies.add_foreign_key import (
     AddForeignKeyArgs,
@@ -23,7 +22,7 @@ from pgonline.strategies.add_unique import (
 )
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 
-from pgonline.catalog.facts import ColumnFacts
+from pgonline.catalog.facts import ColumnFacts, DataViolations
 from tests.plans.tables import EVENTS, ORDERS, PG18, SERVERS, USERS
 
 NONE_FOUND = DataViolations(count=0)

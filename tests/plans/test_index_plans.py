@@ -9,8 +9,9 @@ from pgonline.strategies.add_index import (
     default_index_name,
     plan_add_index,
 )
-from pgonline.strategies.drop_index import DropIndexArgs, DropIndexFacts, plan_drop_index
+from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
+from pgonline.catalog.facts import DropIndexFacts
 from tests.plans.tables import USERS
 
 

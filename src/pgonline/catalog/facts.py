@@ -109,3 +109,38 @@ class ServerFacts:
     @property
     def major(self) -> int:
         return self.version_num // 10000
+
+
+@dataclass(frozen=True)
+class ExistingRelation:
+    """A relation that already carries the name we want for a new index."""
+
+    kind: str  # pg_class.relkind
+    on_table: bool  # an index on the very table we are indexing
+    valid: bool  # pg_index.indisvalid (indexes only)
+
+
+@dataclass(frozen=True)
+class DropIndexFacts:
+    schema: str
+    name: str
+    table: str  # quoted schema.table the index is on
+    definition: str  # pg_get_indexdef
+    partitioned: bool  # a partitioned index (relkind 'I')
+    constraint: str | None = None  # name of the constraint the index implements
+    constraint_type: str | None = None  # pg_constraint.contype
+
+
+@dataclass(frozen=True)
+class DataViolations:
+    """What a pre-flight query found in existing rows.
+
+    ``count`` is rows (or duplicate groups) that would make the change fail;
+    ``samples`` are a few of them rendered as ``(key)=(value)`` for the message.
+    """
+
+    count: int
+    samples: tuple[str, ...] = ()
+
+    def examples(self) -> str:
+        return "" if not self.samples else "; e.g. " + ", ".join(self.samples)

@@ -14,11 +14,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DropIndexFacts, ExistingRelation, TableFacts
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
-from pgonline.strategies.add_index import ExistingRelation
-from pgonline.strategies.drop_index import DropIndexFacts
 
 Conn = psycopg.AsyncConnection[Any]
 

@@ -15,9 +15,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.errors import UsageError
-from pgonline.strategies._ddl import DataViolations
 
 Conn = psycopg.AsyncConnection[Any]
 
