@@ -1,7 +1,7 @@
 """The strategy registry.
 
 A strategy module in ``pgonline.strategies`` decorates its planning function
-with :func:`strategy`; :func:`get_strategy` discovers every module of that
+with :func:`strategy`; :func:`known_strategies` discovers every module of that
 package on first use, so adding a change kind never touches a central switch.
 """
 
@@ -43,14 +43,6 @@ def _discover() -> None:
         if not info.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{info.name}")
     _discovered = True
-
-
-def get_strategy(name: str) -> PlanFn:
-    _discover()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"no strategy named {name!r}; known: {sorted(_REGISTRY)}") from None
 
 
 def known_strategies() -> dict[str, Any]:

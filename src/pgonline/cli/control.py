@@ -128,18 +128,6 @@ def _wrap_callback(cmd: click.Command) -> None:
     cmd.callback = callback
 
 
-def throttle_options(f: F) -> F:
-    """Decorator for a command defined elsewhere that wants these options explicitly.
-
-    The command's callback must pass its ``**kw`` through :func:`build_throttles`
-    (or be registered on the group, which wraps it automatically).
-    """
-    params: list[click.Parameter] = f.__dict__.setdefault("__click_params__", [])
-    # click collects decorator params in reverse and flips them when building the command.
-    params.extend(reversed(_options()))
-    return f
-
-
 def add_throttle_options(cmd: click.Command) -> None:
     """Give ``cmd`` (and, for a group, its subcommands) the throttle options, once."""
     if isinstance(cmd, click.Group):

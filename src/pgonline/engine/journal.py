@@ -8,7 +8,6 @@ therefore never claim more (or less) than what the database actually holds.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -499,10 +498,6 @@ async def restore_status(conn: Conn, job_id: int, status: JobStatus, *, error: s
     )
 
 
-async def set_phase(conn: Conn, job_id: int, phase: str | None) -> None:
-    await conn.execute("UPDATE pgonline.jobs SET phase = %s WHERE id = %s", [phase, job_id])
-
-
 async def request(conn: Conn, job_id: int, req: Request | None) -> None:
     await conn.execute(
         "UPDATE pgonline.jobs SET request = %s, updated_at = now() WHERE id = %s",
@@ -573,7 +568,3 @@ async def job_is_locked(conn: Conn, job_id: int) -> bool:
     )
     row = await cur.fetchone()
     return bool(row and row[0])
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)
