@@ -95,6 +95,12 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         if twin is not None:
             if await journal.job_is_locked(conn, twin.id):
                 raise _running(twin)
+            if lock.contended_since is not None and twin.updated_at >= lock.contended_since:
+                # Another process ran this very job while we waited for the table
+                # lock (it stopped at a gated step, say): that was this command's run.
+                raise JobError(f"job {twin.id} ({twin.kind} on {twin.target}) was run by another "
+                               f"process at the same time (it is {twin.status})",
+                               hint="`online status` shows it")
             return ChangeOutcome(twin.plan, await executor.run(job_id=twin.id))
         other = None if version is None else await journal.find_unfinished_on(conn, table_oid)
         try:
