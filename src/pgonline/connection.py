@@ -13,12 +13,16 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgonline.errors import ConnectError, UsageError
+
+# The one alias for an async connection whatever its row factory; every layer uses it.
+Conn = psycopg.AsyncConnection[Any]
 
 APPLICATION_NAME = "pgonline"
 

@@ -16,10 +16,9 @@ from psycopg.rows import dict_row
 
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
 from pgonline.catalog.facts import TableFacts
+from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql import row_expression
-
-Conn = psycopg.AsyncConnection[Any]
 
 _DEPENDENTS = """
 SELECT d.deptype::text AS deptype, pg_describe_object(d.classid, d.objid, d.objsubid) AS description,

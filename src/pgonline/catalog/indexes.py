@@ -9,16 +9,14 @@ index definition on an empty temporary copy of the table.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from pgonline.catalog.facts import DropIndexFacts, ExistingRelation, TableFacts
+from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
-
-Conn = psycopg.AsyncConnection[Any]
 
 
 async def is_partitioned(conn: Conn, table_oid: int) -> bool:

@@ -16,9 +16,8 @@ import psycopg
 from psycopg import sql
 
 from pgonline.catalog.facts import DataViolations, TableFacts
+from pgonline.connection import Conn
 from pgonline.errors import UsageError
-
-Conn = psycopg.AsyncConnection[Any]
 
 SAMPLES = 5
 

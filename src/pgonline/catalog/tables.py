@@ -7,8 +7,6 @@ temporary table inside a transaction that is always rolled back.
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
@@ -21,10 +19,9 @@ from pgonline.catalog.facts import (
     ServerFacts,
     TableFacts,
 )
+from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
-
-Conn = psycopg.AsyncConnection[Any]
 
 
 async def server_facts(conn: Conn) -> ServerFacts:

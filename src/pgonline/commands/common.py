@@ -6,11 +6,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import psycopg
-
 from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import TableFacts
-from pgonline.connection import connection
+from pgonline.connection import Conn, connection
 from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
@@ -18,8 +16,6 @@ from pgonline.engine.progress import Progress
 from pgonline.errors import JobError, PgOnlineError
 from pgonline.safety.throttle import Throttles, current
 from pgonline.sql.identifiers import QualifiedName
-
-Conn = psycopg.AsyncConnection[Any]
 
 
 @dataclass

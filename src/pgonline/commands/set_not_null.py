@@ -6,7 +6,8 @@ from pgonline.catalog import columns as column_catalog
 from pgonline.catalog import preflight as preflight_data
 from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import TableFacts
-from pgonline.commands.common import ChangeOutcome, Conn, RunContext, change_table
+from pgonline.commands.common import ChangeOutcome, RunContext, change_table
+from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import psycopg
 import structlog
 from psycopg import sql
 
 from pgonline.catalog.tables import estimate_rows
-from pgonline.connection import SessionSettings, timeouts
+from pgonline.connection import Conn, SessionSettings, timeouts
 from pgonline.engine import journal
 from pgonline.engine.journal import Checkpoint, Request, StepStatus
 from pgonline.engine.plan import BackfillSpec, Step
@@ -39,7 +38,6 @@ from pgonline.sql.params import PARAM, with_params
 
 log = structlog.get_logger("pgonline.engine.backfill")
 REQUEST_POLL_S = 0.5
-Conn = psycopg.AsyncConnection[Any]
 
 
 @dataclass(frozen=True)

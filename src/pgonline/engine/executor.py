@@ -27,7 +27,7 @@ import anyio
 import psycopg
 import structlog
 
-from pgonline.connection import RESET_TIMEOUTS, SessionSettings, connect, session_setup, timeouts
+from pgonline.connection import RESET_TIMEOUTS, Conn, SessionSettings, connect, session_setup, timeouts
 from pgonline.engine import journal
 from pgonline.engine.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
 from pgonline.engine.journal import Job, JobStatus, Request, StepRecord, StepStatus
@@ -41,7 +41,6 @@ from pgonline.safety.blockers import LockWatch
 from pgonline.safety.throttle import Throttles
 
 log = structlog.get_logger("pgonline.engine.executor")
-Conn = psycopg.AsyncConnection[Any]
 
 
 @dataclass(frozen=True)

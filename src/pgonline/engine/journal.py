@@ -22,10 +22,10 @@ import structlog
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.errors import JobError
 
-Conn = psycopg.AsyncConnection[Any]
 log = structlog.get_logger("pgonline.engine.journal")
 
 SCHEMA = "pgonline"

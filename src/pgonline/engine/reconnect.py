@@ -23,17 +23,14 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
 
-import psycopg
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
-from pgonline.connection import connect
+from pgonline.connection import Conn, connect
 from pgonline.errors import ConnectError, JobError
 
 log = structlog.get_logger("pgonline.engine.reconnect")
-Conn = psycopg.AsyncConnection[Any]
 
 # First retry after ~0.2 s, then doubling (with full jitter) up to 5 s between
 # attempts: quick after a terminated backend, gentle on a server starting up.

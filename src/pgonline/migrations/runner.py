@@ -30,7 +30,7 @@ from typing import Any, LiteralString
 import psycopg
 
 from pgonline.commands.common import RunContext
-from pgonline.connection import connect, set_local
+from pgonline.connection import Conn, connect, set_local
 from pgonline.engine.retry import with_retries
 from pgonline.errors import (
     CatalogError,
@@ -44,8 +44,6 @@ from pgonline.migrations.discovery import Migration
 from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
 from pgonline.sql.identifiers import QualifiedName
-
-Conn = psycopg.AsyncConnection[Any]
 
 
 @dataclass

@@ -20,20 +20,18 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import anyio
 import psycopg
 from psycopg import sql
 
-from pgonline.connection import connect, with_database
+from pgonline.connection import Conn, connect, with_database
 from pgonline.errors import MigrationError, PgOnlineError
 from pgonline.migrations import discovery
 from pgonline.migrations.runner import Runner, RunnerOptions
 from pgonline.migrations.splitting import parse_file
 from pgonline.sql.identifiers import QualifiedName
 
-Conn = psycopg.AsyncConnection[Any]
 Snapshot = dict[tuple[str, str], str]  # (kind, identity) -> definition
 
 _USER_NS = """

@@ -20,16 +20,13 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import anyio
-import psycopg
 from psycopg import sql
 
+from pgonline.connection import Conn
 from pgonline.errors import MigrationError, UsageError
 from pgonline.sql.identifiers import QualifiedName
-
-Conn = psycopg.AsyncConnection[Any]
 
 # Advisory lock key space of migration runners (``pgm``); the job journal uses
 # ``pgo``, so a migration runner and a job never block each other by accident.

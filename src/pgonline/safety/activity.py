@@ -14,13 +14,7 @@ background workers).
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
-
-from pgonline.connection import APPLICATION_NAME
-
-Conn = psycopg.AsyncConnection[Any]
+from pgonline.connection import APPLICATION_NAME, Conn
 
 _LONG_XACT_SQL = """
 SELECT pid, coalesce(usename, '?'), coalesce(nullif(application_name, ''), '-'), state,

@@ -31,12 +31,11 @@ import anyio
 import psycopg
 import structlog
 
-from pgonline.connection import connect
+from pgonline.connection import Conn, connect
 from pgonline.engine.plan import LockLevel, Step
 from pgonline.errors import PgOnlineError
 
 log = structlog.get_logger("pgonline.safety.blockers")
-Conn = psycopg.AsyncConnection[Any]
 T = TypeVar("T")
 
 # Locks that block the application's writes while they are held or queued:

@@ -25,17 +25,15 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
 
-from pgonline.connection import connect, redact
+from pgonline.connection import Conn, connect, redact
 from pgonline.errors import PgOnlineError, PreflightError, UsageError
 
 log = structlog.get_logger("pgonline.safety.lag")
-Conn = psycopg.AsyncConnection[Any]
 
 _TIME_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0}
 _BYTE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}

@@ -23,11 +23,9 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
-from pgonline.connection import set_local
+from pgonline.connection import Conn, set_local
 from pgonline.engine.retry import is_connection_lost
 from pgonline.errors import PreflightError, UsageError
-
-Conn = psycopg.AsyncConnection[Any]
 
 _WRITES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
 

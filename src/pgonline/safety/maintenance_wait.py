@@ -26,16 +26,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
-import psycopg
 import structlog
 
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Step
 
 log = structlog.get_logger("pgonline.safety.maintenance_wait")
-Conn = psycopg.AsyncConnection[Any]
 
 # Table lock modes that conflict with themselves: taken by maintenance and DDL,
 # never by plain reads and writes.

@@ -20,11 +20,9 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-import psycopg
-
-Conn = psycopg.AsyncConnection[Any]
+from pgonline.connection import Conn
 
 
 class Throttle(Protocol):
