@@ -10,11 +10,11 @@ import pytest
 
 from pgonline.connection import connect
 from pgonline.engine import journal
-from pgonline.engine.backfill import JobPaused
 from pgonline.engine.executor import ExecOptions, Executor
 from pgonline.engine.journal import Request
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.engine.progress import Progress
+from pgonline.errors import JobPaused
 from tests.conftest import spawn_online
 from tests.support.tables import create_users, schema_snapshot
 

@@ -101,3 +101,23 @@ class Interrupted(PgOnlineError):
     """The user interrupted a job; it can be resumed from the journal."""
 
     exit_code = 130
+
+
+class JobPaused(Interrupted):
+    """`online pause` was honoured: the job stopped between batches or steps, resumable."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} paused on request",
+                         hint=f"continue with `online resume {job_id}`")
+        self.job_id = job_id
+
+
+class JobCancelled(JobError):
+    """`online cancel` was honoured: the job stopped for good; rollback undoes it."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"job {job_id} cancelled on request",
+                         hint=f"the table is consistent; undo the expand phase with "
+                         f"`online rollback {job_id}`")
+        self.job_id = job_id
+

@@ -32,7 +32,7 @@ from pgonline.engine.journal import Checkpoint, Request, StepStatus
 from pgonline.engine.plan import BackfillSpec, Step
 from pgonline.engine.progress import BackfillStats, Progress
 from pgonline.engine.retry import is_retryable, with_retries
-from pgonline.errors import Interrupted, JobError
+from pgonline.errors import JobCancelled, JobPaused
 from pgonline.safety.throttle import Throttles
 from pgonline.sql.params import PARAM, with_params
 
@@ -292,19 +292,4 @@ class Backfill:
                 await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.DONE)
 
 
-class JobPaused(Interrupted):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} paused on request",
-                         hint=f"continue with `online resume {job_id}`")
-        self.job_id = job_id
-
-
-class JobCancelled(JobError):
-    def __init__(self, job_id: int) -> None:
-        super().__init__(f"job {job_id} cancelled on request",
-                         hint=f"the table is consistent; undo the expand phase with "
-                         f"`online rollback {job_id}`")
-        self.job_id = job_id
-
-
-__all__ = ["Backfill", "BatchOptions", "JobCancelled", "JobPaused", "is_retryable"]
+__all__ = ["Backfill", "BatchOptions", "is_retryable"]

@@ -29,13 +29,22 @@ import structlog
 
 from pgonline.connection import RESET_TIMEOUTS, Conn, SessionSettings, connect, session_setup, timeouts
 from pgonline.engine import journal
-from pgonline.engine.backfill import Backfill, BatchOptions, JobCancelled, JobPaused
+from pgonline.engine.backfill import Backfill, BatchOptions
 from pgonline.engine.journal import Job, JobStatus, Request, StepRecord, StepStatus
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.engine.progress import Progress
 from pgonline.engine.reconnect import JobTakenOver, reopen
 from pgonline.engine.retry import is_connection_lost, with_retries
-from pgonline.errors import ConnectError, ConnectionLost, Interrupted, JobError, PgOnlineError, StatementError
+from pgonline.errors import (
+    ConnectError,
+    ConnectionLost,
+    Interrupted,
+    JobCancelled,
+    JobError,
+    JobPaused,
+    PgOnlineError,
+    StatementError,
+)
 from pgonline.safety import maintenance_wait
 from pgonline.safety.blockers import LockWatch
 from pgonline.safety.throttle import Throttles
