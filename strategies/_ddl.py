@@ -36,6 +36,17 @@ def require_columns(table: TableFacts, columns: Sequence[str]) -> None:
             )
 
 
+def require_batch_key(table: TableFacts) -> tuple[str, ...]:
+    """The key a backfill walks in keyset batches, or a CatalogError saying how to get one."""
+    key = table.batch_key()
+    if key is None:
+        raise CatalogError(
+            f"{table.display} has no primary key or NOT NULL unique index to batch over",
+            hint="add a primary key first (online add-primary-key), then retry",
+        )
+    return key
+
+
 def refuse_violations(found: DataViolations, what: str, hint: str) -> None:
     """Raise :class:`PreflightError` when a pre-flight query found offending rows."""
     if found.count > 0:

@@ -26,7 +26,12 @@ from dataclasses import dataclass, replace
 
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
-from pgonline.strategies._ddl import no_nulls_step, not_null_check_name, not_null_check_steps
+from pgonline.strategies._ddl import (
+    no_nulls_step,
+    not_null_check_name,
+    not_null_check_steps,
+    require_batch_key,
+)
 from psycopg import sql
 
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent
@@ -188,12 +193,7 @@ def _index_done(schema: str, name: str, valid: bool) -> str:
 def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     """Expand, backfill and contract steps (and plan notes) for a shadow-column change."""
     t, col = p.table, p.col
-    key = t.batch_key()
-    if key is None:
-        raise CatalogError(
-            f"{t.display} has no primary key or NOT NULL unique index to batch over",
-            hint="add a primary key first (online add-primary-key), then retry",
-        )
+    key = require_batch_key(t)
     if DOLLAR_TAG in p.function_body:
         raise UsageError(f"expressions must not contain {DOLLAR_TAG}")
     table = t.ident

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps
+from pgonline.strategies._ddl import not_null_steps, require_batch_key
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from psycopg import sql
 
@@ -99,12 +99,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     fill = args.backfill if args.backfill is not None else args.default
     if fill is None:
         raise UsageError("nothing to backfill: give --default or --backfill")  # pragma: no cover
-    key = t.batch_key()
-    if key is None:
-        raise CatalogError(
-            f"{t.display} has no primary key or NOT NULL unique index to batch over",
-            hint="add a primary key first (online add-primary-key), then retry",
-        )
+    key = require_batch_key(t)
     add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)
     if args.default is not None:
         add = sql.SQL("{}, ALTER COLUMN {} SET DEFAULT ({})").format(add, col, sql.SQL(args.default))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import render, require_columns
+from pgonline.strategies._ddl import render, require_batch_key, require_columns
 from psycopg import sql
 
 from pgonline.catalog.facts import TableFacts
@@ -45,12 +45,7 @@ class BackfillFacts:
 def plan_backfill(facts: BackfillFacts, args: BackfillArgs) -> Plan:
     t = facts.table
     require_columns(t, args.columns)
-    key = t.batch_key()
-    if key is None:
-        raise CatalogError(
-            f"{t.display} has no primary key or NOT NULL unique index to batch over",
-            hint="add a primary key first (online add-primary-key), then retry",
-        )
+    key = require_batch_key(t)
     moved = [c for c in args.columns if c in key]
     if moved:
         raise CatalogError(

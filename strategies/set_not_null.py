@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, render, require_columns
+from pgonline.strategies._ddl import not_null_steps, render, require_batch_key, require_columns
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
@@ -81,12 +81,7 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
     notes: list[str] = []
     trigger = None
     if args.backfill is not None:
-        key = t.batch_key()
-        if key is None:
-            raise CatalogError(
-                f"{t.display} has no primary key or NOT NULL unique index to batch over",
-                hint="add a primary key first (online add-primary-key), then retry",
-            )
+        key = require_batch_key(t)
         # The trigger first: from its commit, a write that leaves the column NULL
         # gets the backfill value, so no row turns NULL behind the backfill's walk.
         trigger = fill_trigger(t, args.column, args.backfill)
