@@ -19,6 +19,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql import row_expression
+from pgonline.sql.server_errors import user_sql_error
 
 _DEPENDENTS = """
 SELECT d.deptype::text AS deptype, pg_describe_object(d.classid, d.objid, d.objsubid) AS description,
@@ -215,7 +216,7 @@ async def new_type_facts(conn: Conn, old: ColumnDetails, type_sql: str) -> NewTy
             )
             row = await cur.fetchone()
     except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22", "0A"):
+        if user_sql_error(exc, unsupported=True):
             raise UsageError(f"bad type {type_sql!r}: {_server_message(exc)}") from None
         raise
     assert row is not None
@@ -248,7 +249,7 @@ async def check_default_fits(conn: Conn, old: ColumnDetails, type_display: str) 
             await conn.execute(create)
             await conn.execute(set_default)
     except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22"):
+        if user_sql_error(exc):
             raise CatalogError(
                 f"the default of column {sql.Identifier(old.name).as_string(None)} "
                 f"({old.column.default}) cannot be used for type {type_display}: "
@@ -278,7 +279,7 @@ async def check_conversion(conn: Conn, table: TableFacts, column: str, expr: str
             await conn.execute(create)
             await conn.execute(query)
     except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22"):
+        if user_sql_error(exc):
             raise UsageError(f"{what}: {_server_message(exc)}",
                              hint="give the conversion explicitly with --using EXPR") from None
         raise
@@ -320,7 +321,7 @@ async def check_per_row_expression(conn: Conn, table: TableFacts, expr: str, col
                 hint="the value of each row must come from that row's own columns "
                 "(no aggregate, window or set-returning function)",
             ) from None
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22", "0A"):
+        if user_sql_error(exc, unsupported=True):
             raise UsageError(f"bad backfill expression: {_server_message(exc)}") from None
         raise
 

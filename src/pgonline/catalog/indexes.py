@@ -17,6 +17,7 @@ from pgonline.catalog.facts import DropIndexFacts, ExistingRelation, TableFacts
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
+from pgonline.sql.server_errors import user_sql_error
 
 
 async def is_partitioned(conn: Conn, table_oid: int) -> bool:
@@ -114,7 +115,7 @@ async def probe_index(conn: Conn, table: TableFacts, keys: Sequence[sql.Composab
                 sql.Identifier("pgonline_index_probe"), table.ident))
             await conn.execute(create)
     except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22", "0A"):
+        if user_sql_error(exc, unsupported=True):
             msg = exc.diag.message_primary or str(exc).strip()
             raise UsageError(f"bad index definition: {msg} ({exc.sqlstate})") from None
         raise

@@ -18,6 +18,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.connection import Conn
 from pgonline.errors import UsageError
+from pgonline.sql.server_errors import user_sql_error
 
 SAMPLES = 5
 
@@ -37,7 +38,7 @@ async def _run(conn: Conn, query: sql.Composed, what: str) -> list[tuple[Any, ..
         cur = await conn.execute(query)
         return list(await cur.fetchall())
     except psycopg.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22"):
+        if user_sql_error(exc):
             msg = exc.diag.message_primary or str(exc).strip()
             raise UsageError(f"{what}: {msg} ({exc.sqlstate})") from None
         raise

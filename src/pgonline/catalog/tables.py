@@ -22,6 +22,7 @@ from pgonline.catalog.facts import (
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
+from pgonline.sql.server_errors import user_sql_error
 
 
 async def server_facts(conn: Conn) -> ServerFacts:
@@ -205,7 +206,7 @@ async def check_row_expression(conn: Conn, table: TableFacts, expr: str, type_sq
         async with conn.transaction(force_rollback=True):
             await conn.execute(query)
     except psycopg.errors.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22"):
+        if user_sql_error(exc):
             raise _user_error("bad backfill expression", exc) from None
         raise
 
@@ -217,7 +218,7 @@ async def check_predicate(conn: Conn, table: TableFacts, predicate: str) -> None
         async with conn.transaction(force_rollback=True):
             await conn.execute(query)
     except psycopg.errors.Error as exc:
-        if exc.sqlstate and exc.sqlstate[:2] in ("42", "22"):
+        if user_sql_error(exc):
             raise _user_error("bad WHERE predicate", exc) from None
         raise
 
