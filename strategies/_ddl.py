@@ -14,13 +14,7 @@ from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.sql.names import derived_name, helper_name
-
-
-def render(q: sql.Composable) -> str:
-    """Plans store rendered text (identifiers already quoted by psycopg)."""
-    return q.as_string(None)
-
-
+from pgonline.sql.render import render
 
 
 def require_columns(table: TableFacts, columns: Sequence[str]) -> None:

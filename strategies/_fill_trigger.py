@@ -27,14 +27,11 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import UsageError
 from pgonline.sql.names import helper_name
+from pgonline.sql.render import render
 from pgonline.sql.row_expression import over_new_row
 
 TRIGGER_PREFIX = "zz_pgonline_fill"
 DOLLAR_TAG = "$pgonline_fill$"
-
-
-def _s(q: sql.Composable) -> str:
-    return q.as_string(None)
 
 
 @dataclass(frozen=True)
@@ -64,7 +61,7 @@ def fill_trigger(t: TableFacts, column: str, expr: str) -> FillTrigger:
         "BEGIN\n  IF NEW.{col} IS NULL THEN\n    NEW.{col} := {value};\n  END IF;\n"
         "  RETURN NEW;\nEND"
     ).format(col=col, value=sql.SQL(value))
-    if DOLLAR_TAG in _s(body):
+    if DOLLAR_TAG in render(body):
         raise UsageError(f"names and expressions must not contain {DOLLAR_TAG}")
     create = sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql\n"
@@ -75,7 +72,7 @@ def fill_trigger(t: TableFacts, column: str, expr: str) -> FillTrigger:
     ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=body, trg=trigger, table=t.ident)
     drop = sql.SQL("DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()").format(
         trigger, t.ident, function)
-    return FillTrigger(name=name, create_sql=_s(create), drop_sql=_s(drop))
+    return FillTrigger(name=name, create_sql=render(create), drop_sql=render(drop))
 
 
 def install_step(trigger: FillTrigger) -> Step:

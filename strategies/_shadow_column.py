@@ -39,14 +39,11 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Step
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.names import helper_column_name, helper_index_name, helper_name
+from pgonline.sql.render import render
 
 # Dependents the shadow-column path moves itself; anything else is refused.
 MOVABLE = frozenset({"index", "primary key", "unique constraint", "owned sequence"})
 DOLLAR_TAG = "$pgonline$"
-
-
-def s(q: sql.Composable) -> str:
-    return q.as_string(None)
 
 
 def lit(value: str) -> sql.Literal:
@@ -78,7 +75,7 @@ def twin_index_name(ix: ColumnIndex, shadow: str) -> str:
 
 def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str) -> None:
     """CatalogError for anything on the column this strategy cannot carry across safely."""
-    name = sql.Identifier(col.name).as_string(None)
+    name = render(sql.Identifier(col.name))
     where = f"{name} of {table.display}"
     if col.relkind == "p":
         raise CatalogError(f"cannot {verb} {where}: partitioned tables are not supported "
@@ -128,7 +125,7 @@ def _listing(deps: Sequence[Dependent]) -> str:
 
 
 def _qname(schema: str, name: str) -> str:
-    return s(sql.Identifier(schema, name))
+    return render(sql.Identifier(schema, name))
 
 
 def _rename_columns(node: object, old: str, new: str) -> None:
@@ -183,7 +180,7 @@ class ShadowPlan:
 
 
 def _index_done(schema: str, name: str, valid: bool) -> str:
-    return s(sql.SQL(
+    return render(sql.SQL(
         "SELECT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
         " JOIN pg_namespace n ON n.oid = i.relnamespace"
         " WHERE n.nspname = {} AND i.relname = {} AND {}x.indisvalid)"
@@ -207,16 +204,16 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
         Step(
             id="add-shadow-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description=f"add the shadow column {p.shadow} {p.shadow_type_sql} (no default)",
-            sql=s(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
+            sql=render(sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(
                 table, shadow, sql.SQL(p.shadow_type_sql))),
-            undo_sql=s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, shadow)),
+            undo_sql=render(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, shadow)),
             why_safe="a nullable column without a default is a catalog-only change: "
             "no rewrite, no scan; the lock is held for milliseconds",
         ),
         Step(
             id="install-sync-trigger", phase=Phase.EXPAND, lock=LockLevel.SHARE_ROW_EXCLUSIVE,
             description="install the trigger keeping the shadow column in step with live writes",
-            sql=s(sql.SQL(
+            sql=render(sql.SQL(
                 "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql\n"
                 "SET search_path FROM CURRENT AS {tag}\n{body}\n{tag};\n"
                 "DROP TRIGGER IF EXISTS {trg} ON {table};\n"
@@ -224,7 +221,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
                 "FOR EACH ROW EXECUTE FUNCTION {fn}()"
             ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=sql.SQL(p.function_body),
                      trg=trigger, table=table)),
-            undo_sql=s(drop_trigger),
+            undo_sql=render(drop_trigger),
             why_safe="CREATE TRIGGER is a catalog change under SHARE ROW EXCLUSIVE (reads go on, "
             "writes wait only for the lock under lock_timeout); the trigger's name sorts last "
             "so it sees the final row after the application's own BEFORE triggers",
@@ -252,7 +249,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     for i, ix in enumerate(col.indexes, 1):
         new_name = twin_index_name(ix, p.shadow)
         moves.append((ix, new_name))
-        drop_new = s(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+        drop_new = render(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
             sql.Identifier(ix.schema, new_name)))
         steps.append(Step(
             id=f"build-index-{i}", phase=Phase.BACKFILL, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
@@ -270,7 +267,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     steps.append(Step(
         id="drop-old-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description=f"drop the original column {p.parked_name or col.name}",
-        sql=s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, parked)),
+        sql=render(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, parked)),
         irreversible=p.restore_hint,
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
         "nothing reads or writes it any more",
@@ -353,7 +350,7 @@ def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Ide
         id="cutover", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description="cut over in one short transaction: drop the trigger, move constraints, "
         "default, NOT NULL and sequence to the new column",
-        sql=s(sql.SQL(";\n").join(stmts)),
+        sql=render(sql.SQL(";\n").join(stmts)),
         irreversible=p.restore_hint,
         why_safe="every statement is catalog-only (the indexes were built and NOT NULL proven "
         "beforehand), so ACCESS EXCLUSIVE is held for milliseconds, under lock_timeout",

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
     refuse_violations,
-    render,
     validate_step,
 )
 from psycopg import sql
@@ -29,6 +28,7 @@ from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)
@@ -59,22 +60,18 @@ class AddColumnFacts:
     has_rows: bool
 
 
-def _s(q: sql.Composable) -> str:
-    return q.as_string(None)
-
-
 @strategy("add-column")
 def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     t = facts.table
     if t.column(args.column) is not None:
-        raise CatalogError(f"column {sql.Identifier(args.column).as_string(None)} already exists "
+        raise CatalogError(f"column {render(sql.Identifier(args.column))} already exists "
                            f"in {t.display}")
     table = t.ident
     col = sql.Identifier(args.column)
     typ = sql.SQL(args.type_sql)
     plan_args = asdict(args)
     fast_default = facts.server.major >= 11 and (facts.default is None or not facts.default.volatile)
-    undo = _s(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, col))
+    undo = render(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, col))
 
     if args.backfill is None and (fast_default or not facts.has_rows):
         if args.not_null and args.default is None and facts.has_rows:
@@ -91,7 +88,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
         step = Step(
             id="add-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description="add the column (catalog-only change)",
-            sql=_s(sql.Composed(parts)), undo_sql=undo, why_safe=why,
+            sql=render(sql.Composed(parts)), undo_sql=undo, why_safe=why,
         )
         return Plan("add-column", t.display, plan_args, (step,),
                     notes=("fast path: one metadata-only ALTER under lock_timeout",))
@@ -103,7 +100,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)
     if args.default is not None:
         add = sql.SQL("{}, ALTER COLUMN {} SET DEFAULT ({})").format(add, col, sql.SQL(args.default))
-    add_sql, description = _s(add), "add the column without a default; set the default for new rows only"
+    add_sql, description = render(add), "add the column without a default; set the default for new rows only"
     why = ("a column added without a default is a catalog-only change; SET DEFAULT "
            "affects future inserts only, so existing rows are not rewritten")
     trigger = None if args.backfill is None else fill_trigger(t, args.column, args.backfill)
@@ -125,8 +122,8 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
             description="fill existing rows in short keyset batches",
             backfill=BackfillSpec(
                 schema=t.schema, table=t.name, key_columns=key,
-                set_sql=_s(sql.SQL("{} = ({})").format(col, sql.SQL(fill))),
-                where_sql=_s(sql.SQL("{} IS NULL").format(col)),
+                set_sql=render(sql.SQL("{} = ({})").format(col, sql.SQL(fill))),
+                where_sql=render(sql.SQL("{} IS NULL").format(col)),
             ),
             why_safe="each batch is its own short transaction; rows the application wrote "
             "meanwhile are skipped (re-checked under the row lock)",

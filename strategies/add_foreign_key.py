@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
     refuse_violations,
-    render,
     require_columns,
     validate_step,
 )
@@ -35,6 +34,7 @@ from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
 from pgonline.sql.names import derived_name
+from pgonline.sql.render import render
 
 ON_DELETE_ACTIONS = ("no action", "restrict", "cascade", "set null", "set default")
 

@@ -24,7 +24,6 @@ from pglast.parser import ParseError
 from pgonline.strategies._ddl import (
     build_index_step,
     refuse_violations,
-    render,
     require_columns,
 )
 from psycopg import sql
@@ -34,6 +33,7 @@ from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import strategy
 from pgonline.sql.names import derived_name
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,6 @@ class AddIndexArgs:
     unique: bool = False
     where: str | None = None
     using: str | None = None
-
-
 
 
 @dataclass(frozen=True)

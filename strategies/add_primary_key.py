@@ -13,7 +13,7 @@ long lock.
 
 from __future__ import annotations
 
-from pgonline.strategies._ddl import render, require_columns
+from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.add_unique import AddUniqueArgs, AddUniqueFacts, plan_unique_constraint
 from psycopg import sql
 
@@ -21,6 +21,7 @@ from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 from pgonline.sql.names import derived_name
+from pgonline.sql.render import render
 
 
 def default_pk_name(table: str) -> str:

@@ -26,7 +26,6 @@ from pgonline.strategies._ddl import (
     build_index_step,
     constraint_exists_query,
     refuse_violations,
-    render,
     require_columns,
 )
 from pgonline.strategies.add_check import refuse_existing_constraint
@@ -37,6 +36,7 @@ from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
 from pgonline.sql.names import derived_name
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)

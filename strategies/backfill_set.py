@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import render, require_batch_key, require_columns
+from pgonline.strategies._ddl import require_batch_key, require_columns
 from psycopg import sql
 
 from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)

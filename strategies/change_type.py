@@ -34,12 +34,12 @@ from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 from ._shadow_column import (
     ShadowPlan,
     build_steps,
     refuse_unmovable,
-    s,
     shadow_name,
 )
 
@@ -106,7 +106,7 @@ def refuse_generated(t: TableFacts, col: ColumnDetails) -> None:
     which no probe or shadow column can carry, and PostgreSQL itself refuses
     to retype a column that a generated column uses.
     """
-    where = f"{s(sql.Identifier(col.name))} of {t.display}"
+    where = f"{render(sql.Identifier(col.name))} of {t.display}"
     if col.generated:
         raise CatalogError(
             f"cannot change the type of {where}: it is a generated column",
@@ -129,27 +129,27 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     refuse_generated(t, col)
     plan_args = asdict(args)
     if col.type_oid == new.oid and col.typmod == new.typmod and args.using is None:
-        raise CatalogError(f"column {s(name)} of {t.display} is already of type {new.display}")
+        raise CatalogError(f"column {render(name)} of {t.display} is already of type {new.display}")
 
     if args.using is None and rewrite_free(col.type_oid, col.typmod, new):
         views = [d for d in col.dependents if d.kind in ("view", "rule")]
         if views:
             raise CatalogError(
-                f"cannot change the type of {s(name)}: used by "
+                f"cannot change the type of {render(name)}: used by "
                 + "; ".join(d.label for d in views),
                 hint="PostgreSQL refuses to alter a column a view uses; drop and recreate the view",
             )
         step = Step(
             id="alter-type", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description=f"change the type to {new.display} in the catalog only",
-            sql=s(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+            sql=render(sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
                 t.ident, name, sql.SQL(new.display))),
             # The way back narrows the type, which PostgreSQL does by rewriting
             # the table under ACCESS EXCLUSIVE: rollback refuses and points at
             # the online way instead.
             irreversible=(
                 f"the type change was catalog-only; to go back run `online change-type "
-                f"{t.display} {s(name)} '{col.column.type}'`, which converts online"),
+                f"{t.display} {render(name)} '{col.column.type}'`, which converts online"),
             why_safe="the conversion is binary-coercible or only widens the typmod, so "
             "PostgreSQL neither rewrites the table nor rebuilds its indexes",
         )
@@ -162,7 +162,7 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     for taken in (shadow, parked):
         if t.column(taken) is not None:
             raise CatalogError(
-                f"column {s(sql.Identifier(taken))} already exists in {t.display} "
+                f"column {render(sql.Identifier(taken))} already exists in {t.display} "
                 "(left over from an earlier change-type?)",
                 hint="roll that job back with `online rollback JOB`, or drop the column",
             )
@@ -185,12 +185,12 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     body = sql.SQL("BEGIN\n  NEW.{} := {};\n  RETURN NEW;\nEND").format(
         sql.Identifier(shadow), conv_row)
     steps, notes = build_steps(ShadowPlan(
-        table=t, col=col, shadow=shadow, shadow_type_sql=s(typ), final_name=col.name,
-        parked_name=parked, function_body=s(body), trigger_prefix="zz_pgonline_sync",
-        backfill_set=s(sql.SQL("{} = {}").format(sql.Identifier(shadow), conv_table)),
-        backfill_where=s(where),
+        table=t, col=col, shadow=shadow, shadow_type_sql=render(typ), final_name=col.name,
+        parked_name=parked, function_body=render(body), trigger_prefix="zz_pgonline_sync",
+        backfill_set=render(sql.SQL("{} = {}").format(sql.Identifier(shadow), conv_table)),
+        backfill_where=render(where),
         restore_hint=f"the column already has type {new.display}; to go back, run "
-        f"`online change-type {t.display} {s(name)} '{col.column.type}'`",
+        f"`online change-type {t.display} {render(name)} '{col.column.type}'`",
     ))
     reason = ("the conversion needs a table rewrite" if args.using is None
               else "a USING expression computes every value")

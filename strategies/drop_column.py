@@ -26,6 +26,7 @@ from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import PreflightError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def plan_drop_column(facts: DropColumnFacts, args: DropColumnArgs) -> Plan:
     cascade = any(d.needs_cascade for d in col.dependents)
     if not args.confirm:
         raise PreflightError(
-            f"dropping {name.as_string(None)} from {t.display} discards its data for good; "
+            f"dropping {render(name)} from {t.display} discards its data for good; "
             f"{listing}",
             hint="deploy application code that no longer uses the column first, then re-run "
             "with --confirm",
@@ -66,8 +67,8 @@ def plan_drop_column(facts: DropColumnFacts, args: DropColumnArgs) -> Plan:
         id="drop-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description=f"drop column {col.name}" + (" and, with CASCADE, the objects listed"
                                                 if cascade else ""),
-        sql=stmt.as_string(None),
-        irreversible=f"the data of column {name.as_string(None)} is gone (and so are the objects "
+        sql=render(stmt),
+        irreversible=f"the data of column {render(name)} is gone (and so are the objects "
         "dropped with it); restore them from a backup if they are needed",
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite, no "
         "scan); the lock is requested under lock_timeout and retried, never queued",

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import drop_index_concurrently, render
+from pgonline.strategies._ddl import drop_index_concurrently
 from psycopg import sql
 
 from pgonline.catalog.facts import DropIndexFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
 
@@ -34,8 +35,6 @@ _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
 @dataclass(frozen=True)
 class DropIndexArgs:
     index: str  # as the user typed it, resolved by the command
-
-
 
 
 def recreate_concurrently(definition: str) -> str:

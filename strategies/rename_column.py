@@ -35,8 +35,9 @@ from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
-from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable, s
+from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable
 
 
 @dataclass(frozen=True)
@@ -79,32 +80,32 @@ def plan_rename_column(facts: RenameColumnFacts, args: RenameColumnArgs) -> Plan
     t, col = facts.table, facts.column
     old, new = sql.Identifier(col.name), sql.Identifier(args.new_name)
     if args.new_name == col.name:
-        raise CatalogError(f"column {s(old)} of {t.display} is already called that")
+        raise CatalogError(f"column {render(old)} of {t.display} is already called that")
     if t.column(args.new_name) is not None:
-        raise CatalogError(f"column {s(new)} already exists in {t.display}",
+        raise CatalogError(f"column {render(new)} already exists in {t.display}",
                            hint="pick another name, or drop that column first")
     refuse_unmovable(t, col, "rename")
     typ: sql.Composable = sql.SQL(col.column.type)
     if col.collation is not None:
         typ = sql.SQL("{} COLLATE {}").format(typ, sql.Identifier(*col.collation))
     steps, notes = build_steps(ShadowPlan(
-        table=t, col=col, shadow=args.new_name, shadow_type_sql=s(typ),
+        table=t, col=col, shadow=args.new_name, shadow_type_sql=render(typ),
         final_name=args.new_name, parked_name=None,
-        function_body=s(_sync_body(old, new, col.has_equality)),
+        function_body=render(_sync_body(old, new, col.has_equality)),
         trigger_prefix="zz_pgonline_rename",
-        backfill_set=s(sql.SQL("{} = {}").format(new, old)),
-        backfill_where=s(sql.SQL("{} IS NULL AND {} IS NOT NULL").format(new, old)),
-        restore_hint=f"column {s(old)} has been replaced by {s(new)}; to go back, run "
-        f"`online rename-column {t.display} {s(new)} {s(old)}`",
+        backfill_set=render(sql.SQL("{} = {}").format(new, old)),
+        backfill_where=render(sql.SQL("{} IS NULL AND {} IS NOT NULL").format(new, old)),
+        restore_hint=f"column {render(old)} has been replaced by {render(new)}; to go back, run "
+        f"`online rename-column {t.display} {render(new)} {render(old)}`",
     ))
     # From the cut-over on, the old name is gone: code that still uses it breaks.
     # So a run of all phases stops there until the operator says it is unused.
-    gate = (f"deploy the application version that uses {s(new)} and make sure no instance "
-            f"still uses {s(old)}: from the cut-over, {s(old)} no longer exists")
+    gate = (f"deploy the application version that uses {render(new)} and make sure no instance "
+            f"still uses {render(old)}: from the cut-over, {render(old)} no longer exists")
     steps = [replace(st, gate=gate) if st.id == "cutover" else st for st in steps]
     assert any(st.gate for st in steps), "the rename plan has no cut-over step"
     notes[:0] = [
-        f"two columns, one value: {s(old)} and {s(new)} are kept equal by a trigger until the "
+        f"two columns, one value: {render(old)} and {render(new)} are kept equal by a trigger until the "
         "contract phase",
         "deploy the application version that uses the new name after the backfill phase; "
         "a run of all phases stops before the cut-over: run --phase contract only when no "

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, render, require_batch_key, require_columns
+from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_columns
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
@@ -47,6 +47,7 @@ from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.registry import strategy
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)

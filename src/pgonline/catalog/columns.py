@@ -19,6 +19,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql import row_expression
+from pgonline.sql.render import render
 from pgonline.sql.server_errors import user_sql_error
 
 _DEPENDENTS = """
@@ -79,7 +80,7 @@ def _classify(row: dict[str, Any], attnum: int) -> Dependent | None:
         # Another column's expression uses this one: only a generation
         # expression can (a DEFAULT cannot reference columns).
         kind = "generated column"
-        desc = f"generated column {sql.Identifier(row['default_of']).as_string(None)}"
+        desc = f"generated column {render(sql.Identifier(row['default_of']))}"
     else:
         kind = _OTHER_CATALOGS.get(catalog, "other")
     return Dependent(kind=kind, description=desc, deptype=deptype)
@@ -89,7 +90,7 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
     """Everything the column strategies need about ``table.column``, or CatalogError."""
     col = table.column(column)
     if col is None:
-        raise CatalogError(f"column {sql.Identifier(column).as_string(None)} does not exist "
+        raise CatalogError(f"column {render(sql.Identifier(column))} does not exist "
                            f"in {table.display}")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -174,7 +175,7 @@ async def refuse_generated_targets(conn: Conn, table: TableFacts, columns: Seque
         " AND attgenerated <> '' AND NOT attisdropped ORDER BY attnum",
         [table.oid, list(columns)],
     )
-    names = [sql.Identifier(str(r[0])).as_string(None) for r in await cur.fetchall()]
+    names = [render(sql.Identifier(str(r[0]))) for r in await cur.fetchall()]
     if names:
         raise CatalogError(
             f"cannot {verb} {', '.join(names)} of {table.display}: generated column(s), "
@@ -251,7 +252,7 @@ async def check_default_fits(conn: Conn, old: ColumnDetails, type_display: str) 
     except psycopg.Error as exc:
         if user_sql_error(exc):
             raise CatalogError(
-                f"the default of column {sql.Identifier(old.name).as_string(None)} "
+                f"the default of column {render(sql.Identifier(old.name))} "
                 f"({old.column.default}) cannot be used for type {type_display}: "
                 f"{_server_message(exc)}",
                 hint="change or drop the default first (online change-type moves it as is)",
@@ -346,7 +347,7 @@ async def _refuse_generated_inputs(conn: Conn, table: TableFacts, expr: str) -> 
     if bad:
         raise UsageError(
             f"backfill expression {expr!r} cannot be evaluated per row: it reads the generated "
-            f"column {sql.Identifier(bad[0]).as_string(None)}, which a BEFORE trigger sees "
+            f"column {render(sql.Identifier(bad[0]))}, which a BEFORE trigger sees "
             "before it is computed",
             hint="use the generated column's own expression over the columns it is built from",
         )

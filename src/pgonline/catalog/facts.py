@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from psycopg import sql
 
+from pgonline.sql.render import render
+
 
 @dataclass(frozen=True)
 class ColumnFacts:
@@ -63,7 +65,7 @@ class TableFacts:
 
     @property
     def display(self) -> str:
-        return self.ident.as_string(None)
+        return render(self.ident)
 
     def batch_key(self) -> tuple[str, ...] | None:
         """A unique, NOT NULL key to walk the table in keyset order.

@@ -17,6 +17,7 @@ from pgonline.catalog.facts import DropIndexFacts, ExistingRelation, TableFacts
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
+from pgonline.sql.render import render
 from pgonline.sql.server_errors import user_sql_error
 
 
@@ -83,7 +84,7 @@ async def index_by_name(conn: Conn, name: QualifiedName) -> DropIndexFacts:
         raise CatalogError(f"{name} is not an index (relkind {kind!r})")
     return DropIndexFacts(
         schema=str(schema), name=str(rel),
-        table=sql.Identifier(str(tschema), str(tname)).as_string(None),
+        table=render(sql.Identifier(str(tschema), str(tname))),
         definition=str(definition), partitioned=kind == "I",
         constraint=None if con is None else str(con),
         constraint_type=None if contype is None else str(contype),

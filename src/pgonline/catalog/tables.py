@@ -22,6 +22,7 @@ from pgonline.catalog.facts import (
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
+from pgonline.sql.render import render
 from pgonline.sql.server_errors import user_sql_error
 
 
@@ -136,7 +137,7 @@ async def estimate_rows(conn: Conn, schema: str, table: str) -> int:
         SELECT c.reltuples::bigint, pg_relation_size(c.oid)
           FROM pg_class c WHERE c.oid = to_regclass(%s)
         """,
-        [sql.Identifier(schema, table).as_string(None)],
+        [render(sql.Identifier(schema, table))],
     )
     row = await cur.fetchone()
     if row is None:

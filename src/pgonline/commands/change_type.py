@@ -12,6 +12,7 @@ from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
+from pgonline.sql.render import render
 from pgonline.strategies.change_type import (
     ChangeTypeArgs,
     ChangeTypeFacts,
@@ -35,8 +36,7 @@ async def change_type(ctx: RunContext, table: str, column: str, type_: str, *,
         # Before the probes: they would trip over a generation expression.
         refuse_generated(facts, details)
         new_type = await column_catalog.new_type_facts(conn, details, args.type_sql)
-        source = args.using if args.using is not None else sql.Identifier(
-            args.column).as_string(None)
+        source = args.using if args.using is not None else render(sql.Identifier(args.column))
         await column_catalog.check_conversion(
             conn, facts, args.column, source, new_type.display,
             f"cannot convert {details.column.type} to {new_type.display}"

@@ -16,6 +16,8 @@ from typing import Any
 
 from psycopg import sql
 
+from pgonline.sql.render import render
+
 
 class Phase(StrEnum):
     """Where a step sits in an expand → backfill → contract change."""
@@ -228,7 +230,7 @@ class Plan:
                 b = s.backfill
                 keys = ", ".join(b.key_columns)
                 where = f" AND ({b.where_sql})" if b.where_sql else ""
-                table = sql.Identifier(b.schema, b.table).as_string(None)
+                table = render(sql.Identifier(b.schema, b.table))
                 lines.append(  # display text only, never executed
                     f"   UPDATE {table} SET {b.set_sql}"  # noqa: S608
                     f" WHERE ({keys}) IN <next keyset batch>{where}"

@@ -14,6 +14,8 @@ from typing import Any
 
 from psycopg import sql
 
+from pgonline.sql.render import render
+
 
 @dataclass(frozen=True)
 class TableRef:
@@ -39,7 +41,7 @@ class TableRef:
     def regclass_text(self) -> str:
         """Quoted text for ``to_regclass`` (identifiers quoted by psycopg, never by hand)."""
         parts = (self.schema, self.name) if self.schema else (self.name,)
-        return sql.Identifier(*parts).as_string(None)
+        return render(sql.Identifier(*parts))
 
     def __str__(self) -> str:
         return f"{self.schema}.{self.name}" if self.schema else self.name

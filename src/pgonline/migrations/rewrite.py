@@ -45,6 +45,7 @@ from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement
 from pgonline.sql.identifiers import QualifiedName
 from pgonline.sql.names import derived_name
+from pgonline.sql.render import render
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,13 @@ def _table_name(rel: ast.RangeVar) -> str:
     """The relation as a quoted name for QualifiedName.parse (pglast already folded case)."""
     relname = str(rel.relname)
     if rel.schemaname:
-        return sql.Identifier(str(rel.schemaname), relname).as_string(None)
-    return sql.Identifier(relname).as_string(None)
+        return render(sql.Identifier(str(rel.schemaname), relname))
+    return render(sql.Identifier(relname))
 
 
 def _q(name: str) -> str:
     """A name as the command functions parse it (double-quoted: pglast already folded case)."""
-    return sql.Identifier(name).as_string(None)
+    return render(sql.Identifier(name))
 
 
 def _d(name: str) -> str:
@@ -144,7 +145,7 @@ def _add_column(node: ast.Node) -> Rewrite | None:
         else:
             return None  # CHECK, REFERENCES, UNIQUE ... : run as written
     table = _table_name(node.relation)
-    column = sql.Identifier(str(col.colname)).as_string(None)
+    column = render(sql.Identifier(str(col.colname)))
     type_sql = _render(col.typeName)
     if_not_exists = bool(cmd.missing_ok)
     colname = str(col.colname)
@@ -378,7 +379,7 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
                     f"{target} is partitioned; PostgreSQL cannot CREATE INDEX CONCURRENTLY on it",
                     hint="build the index CONCURRENTLY on each partition, then CREATE INDEX ON "
                     "ONLY the parent and ALTER INDEX ... ATTACH PARTITION each one")
-            ident = sql.Identifier(schema, index).as_string(None)
+            ident = render(sql.Identifier(schema, index))
             existing = await index_catalog.existing_relation(conn, schema, index, oid)
             failed_build = existing is not None and existing.kind == "i" and existing.on_table \
                 and not existing.valid
@@ -413,7 +414,7 @@ def _drop_index(node: ast.Node) -> Rewrite | None:
     key = _drop_key((node.objects or ())[0])
     if key is None:
         return None
-    index = sql.Identifier(*(p for p in key if p is not None)).as_string(None)
+    index = render(sql.Identifier(*(p for p in key if p is not None)))
     missing_ok = bool(node.missing_ok)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
@@ -607,10 +608,10 @@ def create_index_plan(target: str, schema: str, index: str | None, statement: st
         # A valid index of that name: the step's effect is present (a crash
         # after the build, before the journal update).  An INVALID one: a
         # failed earlier build, dropped concurrently before trying again.
-        done_if = sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("")).as_string(None)
-        cleanup_if = sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("NOT ")).as_string(None)
-        drop = sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(schema, index)).as_string(None)
+        done_if = render(sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("")))
+        cleanup_if = render(sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("NOT ")))
+        drop = render(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
+            sql.Identifier(schema, index)))
         cleanup_sql = undo = drop
     step = Step(
         id="create-index", phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from psycopg import sql
 
 from pgonline.errors import UsageError
+from pgonline.sql.render import render
 
 # PostgreSQL's downcase_identifier folds only ASCII A-Z in a multi-byte encoding
 # (UTF-8): an unquoted ÄBC names the column "Äbc", not "äbc".
@@ -115,7 +116,7 @@ class QualifiedName:
 
     def quoted(self) -> str:
         """The name as PostgreSQL would print it (for messages and regclass input)."""
-        return self.ident().as_string(None)
+        return render(self.ident())
 
     def __str__(self) -> str:
         return self.quoted()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from pgonline.sql.render import render
+
 _MARK = "\x00"
 PARAM = sql.SQL(_MARK)
 
 
 def with_params(query: sql.Composable) -> sql.SQL:
     """Render ``query`` for execution with positional parameters at each :data:`PARAM`."""
-    text = query.as_string(None)
+    text = render(query)
     return sql.SQL(text.replace("%", "%%").replace(_MARK, "%s"))
