@@ -75,13 +75,28 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         plan = await make_plan()
         ctx.out(plan.to_text())
         return ChangeOutcome(plan, None)
+    cur = await conn.execute("SELECT now()")
+    row = await cur.fetchone()
+    assert row is not None
+    started = row[0]  # server clock, before anything could wait on another process
     version = await journal.schema_version(conn)
     if version is not None and version < journal.SCHEMA_VERSION:
         await journal.ensure_schema(conn)  # upgrade in place before looking by table OID
     table_oid = await journal.relation_oid(conn, target)
     if table_oid is None:
-        # No such relation: nothing to exclude; the planner reports it properly.
-        plan = await make_plan()
+        # No such relation: nothing to exclude; the planner reports it properly --
+        # unless the very same command, started at the same moment by another
+        # process, has just removed it (drop-index): that job is this command's run.
+        try:
+            plan = await make_plan()
+        except PgOnlineError:
+            twin = None if version is None else await journal.started_since(
+                conn, fingerprint(kind, target, args), started)
+            if twin is not None:
+                raise JobError(f"job {twin.id} ({twin.kind} on {twin.target}) was started by "
+                               f"another process at the same time (it is {twin.status})",
+                               hint="`online status` shows it") from None
+            raise
         result = await _executor(ctx).run(plan)
         return ChangeOutcome(plan, result)
     async with journal.table_lock(conn, table_oid, wait_s=PLANNING_WAIT_S) as lock:

@@ -311,6 +311,18 @@ async def find_unfinished(conn: Conn, fingerprint: str) -> Job | None:
     return _job(row) if row else None
 
 
+async def started_since(conn: Conn, fingerprint: str, since: datetime) -> Job | None:
+    """A job of the very same command created at or after ``since`` (server clock)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM pgonline.jobs WHERE fingerprint = %s AND created_at >= %s"
+            " ORDER BY id DESC LIMIT 1",
+            [fingerprint, since],
+        )
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
 async def find_unfinished_on(conn: Conn, table_oid: int) -> Job | None:
     """The unfinished job holding table ``table_oid`` (at most one, by the unique index)."""
     async with conn.cursor(row_factory=dict_row) as cur:
