@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pgonline.catalog import tables as catalog
@@ -78,7 +79,7 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
     cur = await conn.execute("SELECT now()")
     row = await cur.fetchone()
     assert row is not None
-    started = row[0]  # server clock, before anything could wait on another process
+    started: datetime = row[0]  # server clock, before anything could wait on another process
     version = await journal.schema_version(conn)
     if version is not None and version < journal.SCHEMA_VERSION:
         await journal.ensure_schema(conn)  # upgrade in place before looking by table OID
@@ -90,12 +91,7 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         try:
             plan = await make_plan()
         except PgOnlineError:
-            twin = None if version is None else await journal.started_since(
-                conn, fingerprint(kind, target, args), started)
-            if twin is not None:
-                raise JobError(f"job {twin.id} ({twin.kind} on {twin.target}) was started by "
-                               f"another process at the same time (it is {twin.status})",
-                               hint="`online status` shows it") from None
+            await _refuse_if_twin_started(conn, version, fingerprint(kind, target, args), started)
             raise
         result = await _executor(ctx).run(plan)
         return ChangeOutcome(plan, result)
@@ -119,6 +115,7 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         except PgOnlineError:
             # Planning against a table another job is changing (or just changed)
             # fails confusingly ("already exists"): name that job instead.
+            await _refuse_if_twin_started(conn, version, fingerprint(kind, target, args), started)
             await _refuse_if_concurrent(conn, lock, table_oid, kind)
             if other is not None:
                 raise journal.other_job_error(
@@ -132,8 +129,27 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
             if await journal.job_is_locked(conn, other.id):
                 raise _running(other)
             return ChangeOutcome(other.plan, await executor.run(job_id=other.id))
+        await _refuse_if_twin_started(conn, version, plan.fingerprint, started)
         await _refuse_if_concurrent(conn, lock, table_oid, kind)
         return ChangeOutcome(plan, await executor.run(plan))
+
+
+async def _refuse_if_twin_started(conn: Conn, version: int | None, fp: str,
+                                  started: datetime) -> None:
+    """JobError if another process created a job of this very command after we started.
+
+    Of two identical commands started at once, the first may create its job,
+    run it to the end and release the table before the second even asks for
+    the table lock; the second then sees no contention, and re-planning finds
+    the change already made ("already exists", "does not exist") or, worse,
+    makes it again (a backfill).  A job with our fingerprint created after our
+    own start can only be such a twin: that job was this command's run.
+    """
+    twin = None if version is None else await journal.started_since(conn, fp, started)
+    if twin is not None:
+        raise JobError(f"job {twin.id} ({twin.kind} on {twin.target}) was started by another "
+                       f"process at the same time (it is {twin.status})",
+                       hint="`online status` shows it")
 
 
 def _running(job: journal.Job) -> JobError:
