@@ -54,6 +54,30 @@ def test_rerun_after_a_crash_mid_drop_completes(db, dsn, online):
     assert not _exists(db, "users_email_idx")
 
 
+def test_rerun_after_a_crash_between_the_drop_and_its_journal_entry_finishes_the_job(db, online):
+    create_users(db, 100)
+    db.execute("CREATE INDEX users_email_idx ON users (email)")
+    assert online("drop-index", "users_email_idx").code == 0
+    # What a process killed right after DROP INDEX CONCURRENTLY returned, before
+    # it journaled the step, leaves: the index gone, the job and step running.
+    db.execute("UPDATE pgonline.jobs SET status = 'running', finished_at = NULL")
+    db.execute("UPDATE pgonline.steps SET status = 'running', finished_at = NULL")
+    r = online("drop-index", "users_email_idx")
+    assert r.code == 0, r.err  # not "index does not exist": the catalog no longer knows its table
+    assert "resumed" in r.out
+    assert db.execute("SELECT count(*), min(status) FROM pgonline.jobs").fetchone() == (1, "done")
+    # The job is finished, so the table takes new jobs again.
+    assert online("add-index", "users", "email").code == 0
+
+
+def test_a_second_drop_of_a_dropped_index_says_it_does_not_exist(db, online):
+    create_users(db, 100)
+    db.execute("CREATE INDEX users_email_idx ON users (email)")
+    assert online("drop-index", "users_email_idx").code == 0
+    r = online("drop-index", "users_email_idx")
+    assert r.code == 3 and 'index "users_email_idx" does not exist' in r.err, r.err
+
+
 def test_dry_run_shows_lock_and_keeps_definition_for_rollback(db, online):
     create_users(db, 10)
     db.execute("CREATE INDEX users_email_idx ON users (email)")

@@ -55,10 +55,24 @@ async def existing_relation(conn: Conn, schema: str, name: str,
     return ExistingRelation(kind=str(row[0]), on_table=bool(row[1]), valid=bool(row[2]))
 
 
-async def index_by_name(conn: Conn, name: QualifiedName) -> DropIndexFacts:
-    """Resolve an index name (search_path rules) and what depends on it."""
+async def table_of_index(conn: Conn, name: QualifiedName) -> str | None:
+    """The table of index ``name`` (search_path rules), spelt as :func:`index_by_name` does.
+
+    None if there is no such index.
+    """
     cur = await conn.execute(
-        """
+        """SELECT n.nspname, t.relname
+             FROM pg_index x
+             JOIN pg_class t ON t.oid = x.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+            WHERE x.indexrelid = to_regclass(%s)""",
+        [name.quoted()],
+    )
+    row = await cur.fetchone()
+    return None if row is None else render(sql.Identifier(str(row[0]), str(row[1])))
+
+
+_INDEX_BY_NAME = """
         SELECT n.nspname, c.relname, c.relkind::text, tn.nspname, t.relname,
                pg_get_indexdef(c.oid),
                (SELECT con.conname FROM pg_constraint con
@@ -73,22 +87,7 @@ async def index_by_name(conn: Conn, name: QualifiedName) -> DropIndexFacts:
           LEFT JOIN pg_class t ON t.oid = x.indrelid
           LEFT JOIN pg_namespace tn ON tn.oid = t.relnamespace
          WHERE c.oid = to_regclass(%s)
-        """,
-        [name.quoted()],
-    )
-    row = await cur.fetchone()
-    if row is None:
-        raise CatalogError(f"index {name} does not exist")
-    schema, rel, kind, tschema, tname, definition, con, contype = row
-    if kind not in ("i", "I"):
-        raise CatalogError(f"{name} is not an index (relkind {kind!r})")
-    return DropIndexFacts(
-        schema=str(schema), name=str(rel),
-        table=render(sql.Identifier(str(tschema), str(tname))),
-        definition=str(definition), partitioned=kind == "I",
-        constraint=None if con is None else str(con),
-        constraint_type=None if contype is None else str(contype),
-    )
+        """
 
 
 async def probe_index(conn: Conn, table: TableFacts, keys: Sequence[sql.Composable], *,
@@ -120,3 +119,29 @@ async def probe_index(conn: Conn, table: TableFacts, keys: Sequence[sql.Composab
             msg = exc.diag.message_primary or str(exc).strip()
             raise UsageError(f"bad index definition: {msg} ({exc.sqlstate})") from None
         raise
+
+
+async def index_by_name(conn: Conn, name: QualifiedName) -> DropIndexFacts:
+    """Resolve an index name (search_path rules) and what depends on it."""
+    try:
+        cur = await conn.execute(_INDEX_BY_NAME, [name.quoted()])
+    except psycopg.errors.InternalError_:
+        # XX000: pg_get_indexdef reads the catalog caches, not our snapshot, so an
+        # index another session drops while we read it fails with "cache lookup
+        # failed" instead of being absent.  Gone is gone: say so plainly.
+        if await table_of_index(conn, name) is None:
+            raise CatalogError(f"index {name} does not exist") from None
+        raise
+    row = await cur.fetchone()
+    if row is None:
+        raise CatalogError(f"index {name} does not exist")
+    schema, rel, kind, tschema, tname, definition, con, contype = row
+    if kind not in ("i", "I"):
+        raise CatalogError(f"{name} is not an index (relkind {kind!r})")
+    return DropIndexFacts(
+        schema=str(schema), name=str(rel),
+        table=render(sql.Identifier(str(tschema), str(tname))),
+        definition=str(definition), partitioned=kind == "I",
+        constraint=None if con is None else str(con),
+        constraint_type=None if contype is None else str(contype),
+    )

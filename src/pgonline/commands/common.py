@@ -52,9 +52,22 @@ async def unfinished_twin(conn: Conn, kind: str, target: str,
     return await journal.find_unfinished(conn, fingerprint(kind, target, args))
 
 
+async def server_now(conn: Conn) -> datetime:
+    """The server's clock: when a command began, to tell its twins from earlier runs."""
+    cur = await conn.execute("SELECT now()")
+    row = await cur.fetchone()
+    assert row is not None
+    now: datetime = row[0]
+    return now
+
+
 async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args: dict[str, Any],
-                       make_plan: Callable[[], Awaitable[Plan]]) -> ChangeOutcome:
+                       make_plan: Callable[[], Awaitable[Plan]], *,
+                       started: datetime | None = None) -> ChangeOutcome:
     """Resume the same command's unfinished job, or plan anew; then print or execute.
+
+    ``started`` is when the command began (:func:`server_now`), if it looked
+    anything up before calling this; by default, now.
 
     ``make_plan`` gathers catalog facts and calls the strategy; it is only
     called when there is no unfinished twin, because a half-applied change
@@ -76,23 +89,17 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         plan = await make_plan()
         ctx.out(plan.to_text())
         return ChangeOutcome(plan, None)
-    cur = await conn.execute("SELECT now()")
-    row = await cur.fetchone()
-    assert row is not None
-    started: datetime = row[0]  # server clock, before anything could wait on another process
+    if started is None:
+        started = await server_now(conn)
     version = await journal.schema_version(conn)
     if version is not None and version < journal.SCHEMA_VERSION:
         await journal.ensure_schema(conn)  # upgrade in place before looking by table OID
     table_oid = await journal.relation_oid(conn, target)
     if table_oid is None:
-        # No such relation: nothing to exclude; the planner reports it properly --
-        # unless the very same command, started at the same moment by another
-        # process, has just removed it (drop-index): that job is this command's run.
-        try:
-            plan = await make_plan()
-        except PgOnlineError:
-            await _refuse_if_twin_started(conn, version, fingerprint(kind, target, args), started)
-            raise
+        # No such relation: nothing to exclude; the planner reports it properly.
+        # (A drop-index whose index is gone passes the table its last job was
+        # journaled under, so a twin that just dropped it is found below.)
+        plan = await make_plan()
         result = await _executor(ctx).run(plan)
         return ChangeOutcome(plan, result)
     async with journal.table_lock(conn, table_oid, wait_s=PLANNING_WAIT_S) as lock:
@@ -189,11 +196,13 @@ async def change_table(ctx: RunContext, table: QualifiedName, kind: str, args: A
     :func:`plan_and_run` directly.
     """
     async with connection(ctx.dsn) as conn:
+        started = await server_now(conn)
         _, schema, rel = await catalog.resolve_table(conn, table)
         resolved = QualifiedName(schema, rel)
 
         async def planner() -> Plan:
             return await make_plan(conn, await catalog.table_facts(conn, resolved))
 
-        return await plan_and_run(ctx, conn, kind, resolved.quoted(), asdict(args), planner)
+        return await plan_and_run(ctx, conn, kind, resolved.quoted(), asdict(args), planner,
+                                  started=started)
 

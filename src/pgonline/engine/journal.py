@@ -311,6 +311,24 @@ async def find_unfinished(conn: Conn, fingerprint: str) -> Job | None:
     return _job(row) if row else None
 
 
+async def latest_of_command(conn: Conn, kind: str, args: dict[str, Any]) -> Job | None:
+    """The newest job of ``kind`` with exactly these arguments, whatever its target or status.
+
+    For a command whose arguments name what it changes (drop-index names the
+    index) while its job is keyed by the table: once the index is gone, this
+    is how the command finds the table its own earlier (or concurrent) run
+    was journaled under.
+    """
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT * FROM pgonline.jobs WHERE kind = %s AND plan -> 'args' = %s"
+            " ORDER BY id DESC LIMIT 1",
+            [kind, Jsonb(args)],
+        )
+        row = await cur.fetchone()
+    return _job(row) if row else None
+
+
 async def started_since(conn: Conn, fingerprint: str, since: datetime) -> Job | None:
     """A job of the very same command created at or after ``since`` (server clock)."""
     async with conn.cursor(row_factory=dict_row) as cur:
