@@ -139,3 +139,15 @@ def test_add_column_if_not_exists_is_skipped_when_the_column_is_there(tmp_path, 
     r = online("migrate", "up", str(d), "--online")
     assert r.code == 0, r.err
     assert "already exists" in r.out and "skipped (IF NOT EXISTS)" in r.out
+
+
+def test_online_runs_take_the_throttle_options_of_any_job(tmp_path, online, db):
+    create_users(db, 100)
+    d = _dir(tmp_path)
+    # A throttle query the server rejects is found before the first job changes anything.
+    r = online("migrate", "up", str(d), "--online",
+               "--throttle-query", "SELECT 1/0", "--throttle-max", "1")
+    assert r.code != 0 and "throttle" in r.err, (r.code, r.err)
+    assert "verified" not in columns(db, "users")
+    r = online("migrate", "up", str(d), "--online", "--throttle-query", "SELECT 1")
+    assert r.code == 2 and "--throttle-query and --throttle-max go together" in r.err, r.err

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from pgonline.cli.main import build_context, dsn_option, exec_options, report, run_async
+from pgonline.cli.main import report, run_async
+from pgonline.cli.options import build_context, dsn_option, exec_options
 
 
 def register(cli: click.Group) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from pgonline.cli.main import build_context, dsn_option, exec_options, report, run_async
+from pgonline.cli.main import report, run_async
+from pgonline.cli.options import build_context, dsn_option, exec_options
 from pgonline.strategies.add_foreign_key import ON_DELETE_ACTIONS
 
 

@@ -17,13 +17,11 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from pgonline.commands.common import ChangeOutcome, RunContext
-from pgonline.connection import SessionSettings, redact, resolve_dsn
+from pgonline.cli.options import build_context, dsn_option, exec_options
+from pgonline.commands.common import ChangeOutcome
+from pgonline.connection import redact, resolve_dsn
 from pgonline.engine import logs
-from pgonline.engine.backfill import BatchOptions
-from pgonline.engine.executor import ExecOptions, JobResult
-from pgonline.engine.plan import Phase
-from pgonline.engine.progress import Progress
+from pgonline.engine.executor import JobResult
 from pgonline.errors import PgOnlineError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -33,84 +31,6 @@ T = TypeVar("T")
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
     """The one place where the async core is entered."""
     return anyio.run(fn)
-
-
-def dsn_option(f: F) -> F:
-    return click.option(
-        "--dsn", envvar="DATABASE_URL", default=None, metavar="DSN",
-        help="PostgreSQL connection string (default: $DATABASE_URL).",
-    )(f)
-
-
-_BATCH = BatchOptions()
-_SESSION = SessionSettings()
-_EXEC = ExecOptions()
-
-
-def exec_options(f: F) -> F:
-    """Options shared by every command that changes the schema."""
-    opts = [
-        click.option("--dry-run", is_flag=True,
-                     help="Print the plan (steps, phases, locks); change nothing."),
-        click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
-                     help="Run only this phase (deploy application code between phases)."),
-        click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
-                     help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
-        click.option("--batch-size", type=click.IntRange(1), default=_BATCH.initial_size,
-                     show_default=True, help="Rows in the first backfill batch."),
-        click.option("--min-batch-size", type=click.IntRange(1), default=_BATCH.min_size,
-                     show_default=True),
-        click.option("--max-batch-size", type=click.IntRange(1), default=_BATCH.max_size,
-                     show_default=True),
-        click.option("--target-batch-ms", type=click.IntRange(1), default=_BATCH.target_ms,
-                     show_default=True, help="Adapt the batch size toward this duration per batch."),
-        click.option("--sleep-ms", type=click.IntRange(0), default=_BATCH.sleep_ms, show_default=True,
-                     help="Pause between batches, leaving room for application traffic."),
-        click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
-                     default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
-                     help="statement_timeout of one batch."),
-        click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
-                     default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
-                     help="Give up waiting for a lock after this long, then retry."),
-        click.option("--reconnect-timeout", "reconnect_timeout_s", type=click.FloatRange(0),
-                     default=_EXEC.reconnect_timeout_s, show_default=True, metavar="SECONDS",
-                     help="When the server ends our session (terminated backend, restart, "
-                          "failover), try to reconnect for up to this long and continue the "
-                          "job once connected; past it, stop resumably (exit 5)."),
-        click.option("--maintenance-wait", "maintenance_wait_s", type=click.FloatRange(0),
-                     default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
-                     help="Before a locking step, wait this long at most, outside the lock queue, "
-                          "for a VACUUM, ANALYZE or index build on the table to finish."),
-        click.option("--parallel-workers", "maintenance_workers", type=click.IntRange(0),
-                     default=_SESSION.maintenance_workers, show_default=True, metavar="N",
-                     help="max_parallel_maintenance_workers for index builds (0: one core; "
-                          "raise it on a server with cores to spare)."),
-    ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
-
-
-def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
-    phase = kw.pop("phase", None)
-    settings = SessionSettings(lock_timeout_ms=kw.pop("lock_timeout_ms"),
-                               maintenance_wait_s=kw.pop("maintenance_wait_s"),
-                               maintenance_workers=kw.pop("maintenance_workers"))
-    if not kw["min_batch_size"] <= kw["batch_size"] <= kw["max_batch_size"]:
-        raise click.BadParameter("need --min-batch-size <= --batch-size <= --max-batch-size")
-    batch = BatchOptions(
-        initial_size=kw.pop("batch_size"), min_size=kw.pop("min_batch_size"),
-        max_size=kw.pop("max_batch_size"), target_ms=kw.pop("target_batch_ms"),
-        sleep_ms=kw.pop("sleep_ms"), statement_timeout_ms=kw.pop("batch_timeout_ms"),
-        max_attempts=kw["max_retries"],
-    )
-    options = ExecOptions(
-        settings=settings, batch=batch,
-        max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
-        reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
-    )
-    return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
-                      dry_run=kw.pop("dry_run"), out=click.echo)
 
 
 def report(outcome: ChangeOutcome) -> None:
@@ -240,7 +160,7 @@ def _load_plugins() -> None:
     import pgonline.cli
 
     for info in pkgutil.iter_modules(pgonline.cli.__path__):
-        if info.name != "main":
+        if info.name not in ("main", "options"):
             module = importlib.import_module(f"pgonline.cli.{info.name}")
             module.register(cli)
 

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from pgonline.cli.main import dsn_option, run_async
+from pgonline.cli.main import run_async
+from pgonline.cli.options import build_throttles, dsn_option, throttle_options
 from pgonline.connection import SessionSettings
 from pgonline.errors import MigrationError, UsageError
 
@@ -41,6 +42,8 @@ def _run_options(f: F) -> F:
         click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
                      help="Attempts per transaction on lock timeouts and serialization failures."),
     ]
+    # --online runs risky statements through the strategies, watched like any job.
+    f = throttle_options(f)
     for opt in reversed(opts):
         f = opt(f)
     return f
@@ -63,8 +66,8 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
                            max_attempts=kw["max_retries"]),
         max_attempts=kw["max_retries"],
     )
-    context = RunContext(dsn=url, options=exec_opts, progress=Progress(), dry_run=kw["dry_run"],
-                         out=click.echo)
+    context = RunContext(dsn=url, options=exec_opts, progress=Progress(),
+                         throttles=build_throttles(kw), dry_run=kw["dry_run"], out=click.echo)
     return RunnerOptions(
         dsn=url, table=QualifiedName.parse(table), dry_run=kw["dry_run"],
         lock_timeout_ms=kw["lock_timeout_ms"], max_attempts=kw["max_retries"],

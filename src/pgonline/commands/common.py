@@ -15,7 +15,7 @@ from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
 from pgonline.engine.progress import Progress
 from pgonline.errors import JobError, PgOnlineError
-from pgonline.safety.throttle import Throttles, current
+from pgonline.safety.throttle import Throttles
 from pgonline.sql.identifiers import QualifiedName
 
 
@@ -26,8 +26,8 @@ class RunContext:
     dsn: str
     options: ExecOptions = field(default_factory=ExecOptions)
     progress: Progress = field(default_factory=Progress)
-    # The watchers/throttles the CLI built from this command's options (cli.control).
-    throttles: Throttles = field(default_factory=current)
+    # The watchers/throttles the CLI built from this command's options (cli.options).
+    throttles: Throttles = field(default_factory=Throttles)
     dry_run: bool = False
     out: Callable[[str], None] = print
 

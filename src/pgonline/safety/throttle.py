@@ -10,16 +10,14 @@ A throttle may also implement ``prepare(conn)`` (checked once before the job
 starts, so a bad setting fails before anything is changed) and ``aclose()``
 (release side connections, e.g. to a replica).
 
-The :class:`Throttles` of the current command travel in a context variable:
-the CLI layer (``cli.control``) builds them from the command's options and
-:class:`~pgonline.commands.common.RunContext` picks them up by default.
+The :class:`Throttles` of a command are built by the CLI layer
+(``cli.options``) from its options and travel explicitly, in its
+:class:`~pgonline.commands.common.RunContext`, to the executor.
 """
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from pgonline.connection import Conn
@@ -75,24 +73,3 @@ class Throttles:
 
     def describe(self) -> list[str]:
         return [repr(t) for t in self.throttles]
-
-
-_current: contextvars.ContextVar[Throttles | None] = contextvars.ContextVar(
-    "pgonline_throttles", default=None
-)
-
-
-def current() -> Throttles:
-    """The throttles the running command was given (a fresh empty set if none)."""
-    value = _current.get()
-    return value if value is not None else Throttles()
-
-
-@contextmanager
-def using(throttles: Throttles) -> Iterator[Throttles]:
-    """Make ``throttles`` the current ones for the duration of one command."""
-    token = _current.set(throttles)
-    try:
-        yield throttles
-    finally:
-        _current.reset(token)
