@@ -47,11 +47,13 @@ def refuse_violations(found: DataViolations, what: str, hint: str) -> None:
         raise PreflightError(f"{found.count} {what}{found.examples()}", hint=hint)
 
 
-def index_exists_query(table: TableFacts, schema: str, index: str, *, valid: bool) -> str:
-    """One boolean: an index ``schema.index`` on ``table`` exists with ``indisvalid = valid``.
+def index_exists_query(table: str, schema: str, index: str, *, valid: bool) -> str:
+    """One boolean: an index ``schema.index`` on ``table`` (quoted) exists with ``indisvalid = valid``.
 
-    Names are passed to ``to_regclass`` as quoted literals, so the probe is
-    exact (no case folding) and returns false instead of failing when absent.
+    The one probe of every concurrent index build (its ``done_if`` with
+    ``valid``, its ``cleanup_if`` without).  Names are passed to
+    ``to_regclass`` as quoted literals, so the probe is exact (no case
+    folding) and returns false instead of failing when absent.
     """
     return render(sql.SQL(
         "SELECT EXISTS (SELECT 1 FROM pg_index x"
@@ -59,7 +61,7 @@ def index_exists_query(table: TableFacts, schema: str, index: str, *, valid: boo
         " AND {}x.indisvalid)"
     ).format(
         sql.Literal(render(sql.Identifier(schema, index))),
-        sql.Literal(table.display),
+        sql.Literal(table),
         sql.SQL("" if valid else "NOT "),
     ))
 
@@ -105,8 +107,8 @@ def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: boo
     return Step(
         id=step_id, phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
         transactional=False, description=description, sql=render(create),
-        done_if=index_exists_query(table, table.schema, index, valid=True),
-        cleanup_if=index_exists_query(table, table.schema, index, valid=False),
+        done_if=index_exists_query(table.display, table.schema, index, valid=True),
+        cleanup_if=index_exists_query(table.display, table.schema, index, valid=False),
         cleanup_sql=drop,
         # DROP INDEX CONCURRENTLY cannot run in a transaction either; the
         # rollback runs a non-transactional step's undo in autocommit mode.

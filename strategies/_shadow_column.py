@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
 from pgonline.strategies._ddl import (
+    index_exists_query,
     no_nulls_step,
     not_null_check_name,
     not_null_check_steps,
@@ -44,10 +45,6 @@ from pgonline.sql.render import render
 # Dependents the shadow-column path moves itself; anything else is refused.
 MOVABLE = frozenset({"index", "primary key", "unique constraint", "owned sequence"})
 DOLLAR_TAG = "$pgonline$"
-
-
-def lit(value: str) -> sql.Literal:
-    return sql.Literal(value)
 
 
 def shadow_name(table: TableFacts, column: str, role: str) -> str:
@@ -179,14 +176,6 @@ class ShadowPlan:
     restore_hint: str
 
 
-def _index_done(schema: str, name: str, valid: bool) -> str:
-    return render(sql.SQL(
-        "SELECT EXISTS (SELECT 1 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
-        " JOIN pg_namespace n ON n.oid = i.relnamespace"
-        " WHERE n.nspname = {} AND i.relname = {} AND {}x.indisvalid)"
-    ).format(lit(schema), lit(name), sql.SQL("" if valid else "NOT ")))
-
-
 def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     """Expand, backfill and contract steps (and plan notes) for a shadow-column change."""
     t, col = p.table, p.col
@@ -256,8 +245,8 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
             transactional=False,
             description=f"build {ix.name}'s twin on the shadow column concurrently",
             sql=shadow_index_sql(ix, col.name, p.shadow, new_name),
-            done_if=_index_done(ix.schema, new_name, valid=True),
-            cleanup_if=_index_done(ix.schema, new_name, valid=False),
+            done_if=index_exists_query(t.display, ix.schema, new_name, valid=True),
+            cleanup_if=index_exists_query(t.display, ix.schema, new_name, valid=False),
             cleanup_sql=drop_new, undo_sql=drop_new,
             why_safe="CREATE INDEX CONCURRENTLY does not block reads or writes; an INVALID index "
             "left by an interrupted attempt is dropped before the retry",

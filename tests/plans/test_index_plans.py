@@ -1,4 +1,4 @@
-"""add-index and drop-index plans: CONCURRENTLY, outside a transaction, restartable."""
+"""add-index, create-index and drop-index plans: CONCURRENTLY, outside a transaction, restartable."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pgonline.strategies.add_index import (
     default_index_name,
     plan_add_index,
 )
+from pgonline.strategies.create_index import CreateIndexArgs, CreateIndexFacts, plan_create_index
 from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
 from pgonline.catalog.facts import DropIndexFacts
@@ -40,3 +41,13 @@ def test_drop_index_drops_concurrently_and_rollback_recreates_it_concurrently(sn
                            definition="CREATE INDEX users_email_idx ON public.users USING btree "
                            "(email)", partitioned=False)
     snapshot("drop-index", plan_drop_index(facts, DropIndexArgs("users_email_idx")))
+
+
+def test_create_index_runs_the_migrations_statement_concurrently_and_converges_on_reruns(snapshot):
+    # What `migrate up --online` runs for a definition add-index cannot spell.
+    args = CreateIndexArgs(
+        statement="CREATE INDEX CONCURRENTLY IF NOT EXISTS users_email_idx ON public.users"
+                  " USING btree (email text_pattern_ops) INCLUDE (hits)",
+        index="users_email_idx", if_not_exists=True)
+    snapshot("create-index", plan_create_index(
+        CreateIndexFacts(table='"public"."users"', schema="public"), args))

@@ -40,12 +40,13 @@ from psycopg import sql
 
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
-from pgonline.engine.plan import LockLevel, Phase, Plan, Step
+from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement
 from pgonline.sql.identifiers import QualifiedName
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
+from pgonline.strategies.create_index import CreateIndexArgs, CreateIndexFacts, plan_create_index
 
 
 @dataclass(frozen=True)
@@ -364,8 +365,9 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
         concurrent.idxname = derived_name(str(node.relation.relname), *parts, "idx")
     statement = _render(concurrent)
     index = str(concurrent.idxname)
-    unique = bool(node.unique)
     if_not_exists = bool(node.if_not_exists)
+    args = CreateIndexArgs(statement=statement, index=index, unique=bool(node.unique),
+                           if_not_exists=if_not_exists)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
         from pgonline.catalog import indexes as index_catalog
@@ -391,11 +393,10 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
                                    hint="name the index differently in the migration")
 
             async def make_plan() -> Plan:
-                return create_index_plan(target, schema, index, statement, unique=unique,
-                                         if_not_exists=if_not_exists)
+                return plan_create_index(CreateIndexFacts(table=target, schema=schema), args)
 
             return await plan_and_run(ctx, conn, "create-index", target,
-                                      {"statement": statement}, make_plan)
+                                      {"statement": args.statement}, make_plan)
 
     return Rewrite("create-index", statement, run)
 
@@ -594,34 +595,3 @@ def _add_unique(node: ast.Node) -> Rewrite | None:
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
     return Rewrite(command, f"online {command} " + " ".join(bits),
                    _if_table_exists(node, table, run))
-
-
-def create_index_plan(target: str, schema: str, index: str | None, statement: str, *,
-                      unique: bool, if_not_exists: bool) -> Plan:
-    """One non-transactional CREATE INDEX CONCURRENTLY step that converges on re-runs."""
-    done_if = cleanup_if = cleanup_sql = undo = None
-    if index is not None:
-        probe = ("SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                 "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = {} "
-                 "AND c.relname = {} AND {}i.indisvalid)")
-        lit_schema, lit_index = sql.Literal(schema), sql.Literal(index)
-        # A valid index of that name: the step's effect is present (a crash
-        # after the build, before the journal update).  An INVALID one: a
-        # failed earlier build, dropped concurrently before trying again.
-        done_if = render(sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("")))
-        cleanup_if = render(sql.SQL(probe).format(lit_schema, lit_index, sql.SQL("NOT ")))
-        drop = render(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
-            sql.Identifier(schema, index)))
-        cleanup_sql = undo = drop
-    step = Step(
-        id="create-index", phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-        transactional=False, description="build the index concurrently",
-        sql=statement, done_if=done_if, undo_sql=undo, cleanup_if=cleanup_if, cleanup_sql=cleanup_sql,
-        why_safe="CONCURRENTLY holds SHARE UPDATE EXCLUSIVE: reads and writes continue during "
-        "the build" + (" (uniqueness is checked on the existing rows by the build)" if unique else ""),
-    )
-    notes = ["run CONCURRENTLY as one journaled step: a plain CREATE INDEX would block writes "
-             "for the whole build, and the online add-index command cannot spell this definition"]
-    if if_not_exists:
-        notes.append("IF NOT EXISTS kept: an existing index of that name is left alone")
-    return Plan("create-index", target, {"statement": statement}, (step,), notes=tuple(notes))
