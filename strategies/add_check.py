@@ -27,7 +27,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, strategy
 from pgonline.sql.render import render
 
 
@@ -51,7 +51,16 @@ def refuse_existing_constraint(t: TableFacts, name: str) -> None:
         )
 
 
-@strategy("add-check")
+COMMAND = Command(
+    run="pgonline.commands.add_check:add_check",
+    help="Add CHECK (EXPR) named NAME to TABLE: NOT VALID, then VALIDATE.",
+    params=(Arg("table"), Arg("name"), Arg("expression", metavar="EXPR")),
+    replaces="`ADD CONSTRAINT ... CHECK`",
+    does="reports violating rows; NOT VALID, then VALIDATE",
+)
+
+
+@strategy("add-check", command=COMMAND)
 def plan_add_check(facts: AddCheckFacts, args: AddCheckArgs) -> Plan:
     t = facts.table
     refuse_existing_constraint(t, args.name)

@@ -39,7 +39,7 @@ from psycopg import sql
 from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.render import render
 
 
@@ -60,7 +60,22 @@ class AddColumnFacts:
     has_rows: bool
 
 
-@strategy("add-column")
+COMMAND = Command(
+    run="pgonline.commands.add_column:add_column",
+    help="Add COLUMN of TYPE to TABLE without a long lock.",
+    params=(
+        Arg("table"), Arg("column"), Arg("type_", metavar="TYPE"),
+        Opt("--default", "default", metavar="EXPR", help="Default for existing and new rows."),
+        Opt("--not-null", "not_null", is_flag=True, help="Make the column NOT NULL."),
+        Opt("--backfill", "backfill", metavar="EXPR",
+            help="Compute existing rows' value from this expression (may use other columns)."),
+    ),
+    replaces="`ADD COLUMN ... NOT NULL DEFAULT volatile()`",
+    does="fast catalog-only path, or add → batched backfill → validated NOT NULL",
+)
+
+
+@strategy("add-column", command=COMMAND)
 def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     t = facts.table
     if t.column(args.column) is not None:

@@ -32,7 +32,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -94,7 +94,23 @@ def check_shape(t: TableFacts, ref: TableFacts, args: AddForeignKeyArgs) -> None
     refuse_existing_constraint(t, args.name)
 
 
-@strategy("add-foreign-key")
+COMMAND = Command(
+    run="pgonline.commands.add_foreign_key:add_foreign_key",
+    help="Add a FOREIGN KEY on TABLE (COLUMNS...): NOT VALID, then VALIDATE.",
+    params=(
+        Arg("table"), Arg("columns", many=True),
+        Opt("--references", "references", required=True, metavar="REFTABLE[(COLS)]",
+            help="Referenced table, optionally with columns (default: its primary key)."),
+        Opt("--name", "name", help="Constraint name (default: <table>_<columns>_fkey)."),
+        Opt("--on-delete", "on_delete", choices=ON_DELETE_ACTIONS,
+            help="Referential action on delete of the referenced row."),
+    ),
+    replaces="`ADD FOREIGN KEY`",
+    does="reports orphans; NOT VALID, then VALIDATE",
+)
+
+
+@strategy("add-foreign-key", command=COMMAND)
 def plan_add_foreign_key(facts: AddForeignKeyFacts, args: AddForeignKeyArgs) -> Plan:
     t, ref = facts.table, facts.referenced
     check_shape(t, ref, args)

@@ -31,7 +31,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -78,7 +78,25 @@ def default_index_name(table: str, columns: tuple[str, ...], expressions: tuple[
     return derived_name(table, *parts, "idx")
 
 
-@strategy("add-index")
+COMMAND = Command(
+    run="pgonline.commands.add_index:add_index",
+    help="Build an index on TABLE (COLUMNS...) with CREATE INDEX CONCURRENTLY.",
+    params=(
+        Arg("table"), Arg("columns", many=True, required=False),
+        Opt("--name", "name", help="Index name (default: <table>_<columns>_idx)."),
+        Opt("--unique", "unique", is_flag=True,
+            help="A unique index (refused if duplicates exist)."),
+        Opt("--where", "where", metavar="PRED", help="Partial index predicate."),
+        Opt("--using", "using", metavar="METHOD", help="Access method (btree, gin, ...)."),
+        Opt("--expression", "expressions", many=True, metavar="EXPR",
+            help="An expression key, after the column keys (repeatable)."),
+    ),
+    replaces="`CREATE INDEX`",
+    does="`CREATE INDEX CONCURRENTLY`, INVALID leftovers dropped and rebuilt",
+)
+
+
+@strategy("add-index", command=COMMAND)
 def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
     t = facts.table
     if not args.columns and not args.expressions:

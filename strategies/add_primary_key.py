@@ -19,7 +19,7 @@ from psycopg import sql
 
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -29,7 +29,22 @@ def default_pk_name(table: str) -> str:
     return derived_name(table, "pkey")
 
 
-@strategy("add-primary-key")
+COMMAND = Command(
+    run="pgonline.commands.add_unique:add_unique",
+    help="Add a PRIMARY KEY on TABLE (COLUMNS...) via a concurrently built index.",
+    params=(
+        Arg("table"), Arg("columns", many=True),
+        Opt("--name", "name", help="Constraint name (default: <table>_pkey)."),
+    ),
+    fixed=(("primary", True),),
+    replaces="`ADD CONSTRAINT ... PRIMARY KEY`",
+    does="refuses nullable key columns, reports duplicates; unique index concurrently, "
+    "then `USING INDEX`",
+    doc="add-unique",
+)
+
+
+@strategy("add-primary-key", command=COMMAND)
 def plan_add_primary_key(facts: AddUniqueFacts, args: AddUniqueArgs) -> Plan:
     t = facts.table
     if t.primary_key:

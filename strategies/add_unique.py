@@ -34,7 +34,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -111,6 +111,20 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
     return Plan(kind, t.display, asdict(args), steps, notes=tuple(notes))
 
 
-@strategy("add-unique")
+COMMAND = Command(
+    run="pgonline.commands.add_unique:add_unique",
+    help="Add a UNIQUE constraint on TABLE (COLUMNS...) via a concurrently built index.",
+    params=(
+        Arg("table"), Arg("columns", many=True),
+        Opt("--name", "name", help="Constraint name (default: <table>_<columns>_key)."),
+        # Accepted only to explain that a partial uniqueness is an index (add-index --unique).
+        Opt("--where", "where", metavar="PRED", hidden=True),
+    ),
+    replaces="`ADD CONSTRAINT ... UNIQUE`",
+    does="reports duplicates; unique index concurrently, then `USING INDEX`",
+)
+
+
+@strategy("add-unique", command=COMMAND)
 def plan_add_unique(facts: AddUniqueFacts, args: AddUniqueArgs) -> Plan:
     return plan_unique_constraint("add-unique", facts, args, primary=False)

@@ -26,7 +26,7 @@ from psycopg import sql
 from pgonline.catalog.facts import TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.render import render
 
 
@@ -42,7 +42,22 @@ class BackfillFacts:
     table: TableFacts
 
 
-@strategy("backfill")
+COMMAND = Command(
+    run="pgonline.commands.backfill_set:backfill",
+    help="UPDATE TABLE SET ... [WHERE ...] in short, resumable keyset batches.",
+    params=(
+        Arg("table"),
+        Opt("--set", "set_", required=True, metavar="'COL = EXPR[, ...]'",
+            help="Assignments, as in UPDATE ... SET."),
+        Opt("--where", "where", metavar="PRED", help="Only rows matching this predicate."),
+    ),
+    replaces="`UPDATE ... LIMIT` loops, one-transaction `DO` blocks",
+    does="keyset batches, each its own short transaction",
+    doc="backfill",
+)
+
+
+@strategy("backfill", command=COMMAND)
 def plan_backfill(facts: BackfillFacts, args: BackfillArgs) -> Plan:
     t = facts.table
     require_columns(t, args.columns)

@@ -33,7 +33,7 @@ from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.render import render
 
 from ._shadow_column import (
@@ -122,7 +122,23 @@ def refuse_generated(t: TableFacts, col: ColumnDetails) -> None:
         )
 
 
-@strategy("change-type")
+COMMAND = Command(
+    run="pgonline.commands.change_type:change_type",
+    help="""Change COLUMN of TABLE to NEWTYPE: in place when no rewrite is needed, else via a
+    shadow column, trigger, backfill and a milliseconds-long cut-over.""",
+    params=(
+        Arg("table"), Arg("column"), Arg("type_", metavar="NEWTYPE"),
+        Opt("--using", "using", metavar="EXPR",
+            help="Compute the new value from this expression (may use any column); "
+            "default: COLUMN::NEWTYPE."),
+    ),
+    replaces="`ALTER COLUMN TYPE` (rewrite)",
+    does="in place when binary-coercible; else shadow column + sync trigger + backfill + "
+    "short swap (int→bigint on a PK included)",
+)
+
+
+@strategy("change-type", command=COMMAND)
 def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     t, col, new = facts.table, facts.column, facts.new_type
     name = sql.Identifier(col.name)

@@ -25,7 +25,7 @@ from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import PreflightError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.render import render
 
 
@@ -48,7 +48,20 @@ def dependents_text(col: ColumnDetails) -> str:
     return "dependent objects that go with it: " + "; ".join(d.label for d in col.dependents)
 
 
-@strategy("drop-column")
+COMMAND = Command(
+    run="pgonline.commands.drop_column:drop_column",
+    help="Drop COLUMN of TABLE under lock_timeout, after listing what depends on it.",
+    params=(
+        Arg("table"), Arg("column"),
+        Opt("--confirm", "confirm", is_flag=True,
+            help="Really drop it (and the dependent objects listed without this flag)."),
+    ),
+    replaces="`DROP COLUMN`",
+    does="lists dependent objects, requires `--confirm`, under lock_timeout",
+)
+
+
+@strategy("drop-column", command=COMMAND)
 def plan_drop_column(facts: DropColumnFacts, args: DropColumnArgs) -> Plan:
     t, col = facts.table, facts.column
     name = sql.Identifier(col.name)

@@ -26,7 +26,7 @@ from psycopg import sql
 from pgonline.catalog.facts import DropIndexFacts
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, strategy
 from pgonline.sql.render import render
 
 _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
@@ -49,7 +49,16 @@ def recreate_concurrently(definition: str) -> str:
     raise ValueError(f"unexpected index definition: {definition!r}")  # pragma: no cover
 
 
-@strategy("drop-index")
+COMMAND = Command(
+    run="pgonline.commands.drop_index:drop_index",
+    help="Drop index NAME with DROP INDEX CONCURRENTLY (refused for constraint indexes).",
+    params=(Arg("name"),),
+    replaces="`DROP INDEX`",
+    does="`DROP INDEX CONCURRENTLY`; refuses constraint-backing indexes",
+)
+
+
+@strategy("drop-index", command=COMMAND)
 def plan_drop_index(facts: DropIndexFacts, args: DropIndexArgs) -> Plan:
     ident = render(sql.Identifier(facts.schema, facts.name))
     if facts.constraint is not None and facts.constraint_type == "f":

@@ -34,7 +34,7 @@ from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, strategy
 from pgonline.sql.render import render
 
 from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable
@@ -75,7 +75,19 @@ def _sync_body(old: sql.Identifier, new: sql.Identifier, has_equality: bool) -> 
     ).format(old=old, new=new, new_changed=changed(new))
 
 
-@strategy("rename-column")
+COMMAND = Command(
+    run="pgonline.commands.rename_column:rename_column",
+    help="""Rename OLD to NEW so that old and new application code both work meanwhile.
+
+    Run --phase expand, then --phase backfill, deploy code using NEW, then --phase contract.
+    """,
+    params=(Arg("table"), Arg("old"), Arg("new")),
+    replaces="`RENAME COLUMN` (breaks running code)",
+    does="expand/contract with a two-way sync trigger, so old and new code both work",
+)
+
+
+@strategy("rename-column", command=COMMAND)
 def plan_rename_column(facts: RenameColumnFacts, args: RenameColumnArgs) -> Plan:
     t, col = facts.table, facts.column
     old, new = sql.Identifier(col.name), sql.Identifier(args.new_name)

@@ -46,7 +46,7 @@ from psycopg import sql
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.registry import strategy
+from pgonline.registry import Arg, Command, Opt, strategy
 from pgonline.sql.render import render
 
 
@@ -63,7 +63,21 @@ class SetNotNullFacts:
     null_rows: int
 
 
-@strategy("set-not-null")
+COMMAND = Command(
+    run="pgonline.commands.set_not_null:set_not_null",
+    help="Make COLUMN of TABLE NOT NULL via a validated CHECK (no long lock).",
+    params=(
+        Arg("table"), Arg("column"),
+        Opt("--backfill", "backfill", metavar="EXPR",
+            help="Fill NULL rows with this expression first (in batches)."),
+    ),
+    replaces="`SET NOT NULL` (full scan under ACCESS EXCLUSIVE)",
+    does="counts NULLs first; NOT NULL NOT VALID → VALIDATE (PG ≥ 18), or CHECK NOT VALID → "
+    "VALIDATE → SET NOT NULL",
+)
+
+
+@strategy("set-not-null", command=COMMAND)
 def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
     t = facts.table
     require_columns(t, (args.column,))

@@ -56,26 +56,6 @@ def cli(log_format: str, verbose: bool) -> None:
     logs.configure("json" if log_format == "json" else "human", verbose=verbose)
 
 
-@cli.command("add-column")
-@click.argument("table")
-@click.argument("column")
-@click.argument("type_", metavar="TYPE")
-@click.option("--default", "default", default=None, metavar="EXPR", help="Default for existing and new rows.")
-@click.option("--not-null", is_flag=True, help="Make the column NOT NULL.")
-@click.option("--backfill", default=None, metavar="EXPR",
-              help="Compute existing rows' value from this expression (may use other columns).")
-@dsn_option
-@exec_options
-def add_column_cmd(table: str, column: str, type_: str, default: str | None, not_null: bool,
-                   backfill: str | None, dsn: str | None, **kw: Any) -> None:
-    """Add COLUMN of TYPE to TABLE without a long lock."""
-    from pgonline.commands.add_column import add_column
-
-    ctx = build_context(dsn, kw)
-    report(run_async(functools.partial(add_column, ctx, table, column, type_, default=default,
-                                       not_null=not_null, backfill=backfill)))
-
-
 @cli.command("resume")
 @click.argument("job_id", type=int)
 @dsn_option

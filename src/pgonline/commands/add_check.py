@@ -7,6 +7,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.add_check import AddCheckArgs, AddCheckFacts, plan_add_check
@@ -23,4 +24,4 @@ async def add_check(ctx: RunContext, table: str, name: str, expression: str) -> 
         violations = await preflight_data.check_violations(conn, facts, args.expression)
         return plan_add_check(AddCheckFacts(table=facts, violations=violations), args)
 
-    return await change_table(ctx, qname, "add-check", args, make_plan)
+    return await change_table(ctx, qname, kind_of(plan_add_check), args, make_plan)

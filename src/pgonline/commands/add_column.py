@@ -8,6 +8,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.add_column import AddColumnArgs, AddColumnFacts, plan_add_column
@@ -42,4 +43,4 @@ async def add_column(ctx: RunContext, table: str, column: str, type_: str, *,
             args,
         )
 
-    return await change_table(ctx, name, "add-column", args, make_plan)
+    return await change_table(ctx, name, kind_of(plan_add_column), args, make_plan)

@@ -10,6 +10,7 @@ from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
+from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.add_foreign_key import (
     ON_DELETE_ACTIONS,
@@ -91,4 +92,4 @@ async def add_foreign_key(ctx: RunContext, table: str, columns: tuple[str, ...],
             return plan_add_foreign_key(
                 AddForeignKeyFacts(table=facts, referenced=ref, violations=found), args)
 
-        return await plan_and_run(ctx, conn, "add-foreign-key", target, asdict(args), make_plan)
+        return await plan_and_run(ctx, conn, kind_of(plan_add_foreign_key), target, asdict(args), make_plan)

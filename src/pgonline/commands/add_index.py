@@ -12,6 +12,7 @@ from pgonline.catalog import tables as catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies._ddl import require_columns
@@ -69,4 +70,4 @@ async def add_index(ctx: RunContext, table: str, columns: tuple[str, ...], *,
                 args,
             )
 
-        return await plan_and_run(ctx, conn, "add-index", target, asdict(args), make_plan)
+        return await plan_and_run(ctx, conn, kind_of(plan_add_index), target, asdict(args), make_plan)

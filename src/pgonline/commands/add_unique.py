@@ -13,6 +13,7 @@ from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
 from pgonline.engine.plan import Plan
 from pgonline.errors import UsageError
+from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies._ddl import require_columns
 from pgonline.strategies.add_primary_key import default_pk_name, plan_add_primary_key
@@ -33,7 +34,7 @@ async def add_unique(ctx: RunContext, table: str, columns: tuple[str, ...], *,
             hint="uniqueness over some rows is a unique partial index: "
             f"`online add-index {table} {' '.join(columns)} --unique --where {where!r}`",
         )
-    kind = "add-primary-key" if primary else "add-unique"
+    kind = kind_of(plan_add_primary_key if primary else plan_add_unique)
     qname = QualifiedName.parse(table)
     cols = tuple(parse_identifier(c) for c in columns)
     if not cols:

@@ -9,6 +9,7 @@ from pgonline.catalog import tables as catalog
 from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName
 from pgonline.strategies._ddl import require_columns
@@ -44,4 +45,4 @@ async def backfill(ctx: RunContext, table: str, set_: str, *,
                 await catalog.check_predicate(conn, facts, pred)
             return plan_backfill(BackfillFacts(table=facts), args)
 
-        return await plan_and_run(ctx, conn, "backfill", target, asdict(args), make_plan)
+        return await plan_and_run(ctx, conn, kind_of(plan_backfill), target, asdict(args), make_plan)

@@ -10,6 +10,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
@@ -48,4 +49,4 @@ async def change_type(ctx: RunContext, table: str, column: str, type_: str, *,
             args,
         )
 
-    return await change_table(ctx, name, "change-type", args, make_plan)
+    return await change_table(ctx, name, kind_of(plan_change_type), args, make_plan)

@@ -8,6 +8,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.drop_column import DropColumnArgs, DropColumnFacts, plan_drop_column
 
@@ -25,4 +26,4 @@ async def drop_column(ctx: RunContext, table: str, column: str, *,
             args,
         )
 
-    return await change_table(ctx, name, "drop-column", args, make_plan)
+    return await change_table(ctx, name, kind_of(plan_drop_column), args, make_plan)

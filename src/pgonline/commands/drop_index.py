@@ -9,10 +9,11 @@ from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run, se
 from pgonline.connection import Conn, connection
 from pgonline.engine import journal
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName
 from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
-KIND = "drop-index"
+KIND = kind_of(plan_drop_index)
 
 
 async def drop_index(ctx: RunContext, index: str) -> ChangeOutcome:

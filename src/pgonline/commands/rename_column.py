@@ -8,6 +8,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies.rename_column import RenameColumnArgs, RenameColumnFacts, plan_rename_column
 
@@ -24,4 +25,4 @@ async def rename_column(ctx: RunContext, table: str, old: str, new: str) -> Chan
             args,
         )
 
-    return await change_table(ctx, name, "rename-column", args, make_plan)
+    return await change_table(ctx, name, kind_of(plan_rename_column), args, make_plan)

@@ -9,6 +9,7 @@ from pgonline.catalog.facts import TableFacts
 from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
+from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.strategies._ddl import require_columns
@@ -41,4 +42,4 @@ async def set_not_null(ctx: RunContext, table: str, column: str, *,
             args,
         )
 
-    return await change_table(ctx, qname, "set-not-null", args, make_plan)
+    return await change_table(ctx, qname, kind_of(plan_set_not_null), args, make_plan)

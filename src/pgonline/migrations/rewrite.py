@@ -3,7 +3,7 @@
 A *recogniser* looks at one parsed statement (pglast's AST, never text) and,
 when a pgonline command reaches exactly the same schema more safely, returns
 a :class:`Rewrite` that runs that command function instead.  Recognisers are
-registered with ``@recogniser("name")``.  Anything no recogniser claims runs
+registered with ``@recogniser(plan_function)`` of the strategy it maps to.  Anything no recogniser claims runs
 exactly as written.  The registry:
 
 ==================================================  ==========================================
@@ -43,10 +43,19 @@ from pgonline.connection import connection
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement
+from pgonline.registry import PlanFn, kind_of
 from pgonline.sql.identifiers import QualifiedName
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
+from pgonline.strategies.add_check import plan_add_check
+from pgonline.strategies.add_column import plan_add_column
+from pgonline.strategies.add_foreign_key import plan_add_foreign_key
+from pgonline.strategies.add_index import plan_add_index
+from pgonline.strategies.add_primary_key import plan_add_primary_key
+from pgonline.strategies.add_unique import plan_add_unique
 from pgonline.strategies.create_index import CreateIndexArgs, CreateIndexFacts, plan_create_index
+from pgonline.strategies.drop_index import plan_drop_index
+from pgonline.strategies.set_not_null import plan_set_not_null
 
 
 @dataclass(frozen=True)
@@ -62,8 +71,9 @@ Recogniser = Callable[[ast.Node], Rewrite | None]
 _RECOGNISERS: dict[str, Recogniser] = {}
 
 
-def recogniser(name: str) -> Callable[[Recogniser], Recogniser]:
-    """Register a statement → command mapping (first match wins, in registration order)."""
+def recogniser(planner: PlanFn) -> Callable[[Recogniser], Recogniser]:
+    """Register a statement → ``planner``'s change kind mapping (first match wins, in order)."""
+    name = kind_of(planner)
 
     def register(fn: Recogniser) -> Recogniser:
         if name in _RECOGNISERS:
@@ -76,6 +86,13 @@ def recogniser(name: str) -> Callable[[Recogniser], Recogniser]:
 
 def recognisers() -> dict[str, Recogniser]:
     return dict(_RECOGNISERS)
+
+
+def _rewrite(planner: PlanFn, bits: Sequence[str],
+             run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]) -> Rewrite:
+    """The statement becomes ``online <planner's kind> BITS...``, run by ``run``."""
+    kind = kind_of(planner)
+    return Rewrite(kind, " ".join(["online", kind, *bits]), run)
 
 
 def rewrite_for(statement: Statement) -> Rewrite | None:
@@ -117,7 +134,7 @@ def _shown(rel: ast.RangeVar) -> str:
 # -- ALTER TABLE t ADD COLUMN c type [NOT NULL] [DEFAULT e] -> online add-column ----------
 
 
-@recogniser("add-column")
+@recogniser(plan_add_column)
 def _add_column(node: ast.Node) -> Rewrite | None:
     if not isinstance(node, ast.AlterTableStmt) or node.objtype is not enums.ObjectType.OBJECT_TABLE:
         return None
@@ -162,8 +179,7 @@ def _add_column(node: ast.Node) -> Rewrite | None:
     shown = ".".join(p for p in (node.relation.schemaname, node.relation.relname) if p)
     bits = [colname, type_sql] + (["NOT NULL"] if not_null else []) + (
         [f"DEFAULT {default}"] if default else [])
-    return Rewrite("add-column", f"online add-column {shown} {' '.join(bits)}",
-                   _if_table_exists(node, table, run))
+    return _rewrite(plan_add_column, [shown, *bits], _if_table_exists(node, table, run))
 
 
 async def _column_exists(dsn: str, table: str, column: str) -> bool:
@@ -291,7 +307,7 @@ def _index_keys(node: ast.IndexStmt) -> tuple[tuple[str, ...], tuple[str, ...]] 
     return (tuple(cols), tuple(exprs)) if cols or exprs else None
 
 
-@recogniser("create-index")
+@recogniser(plan_create_index)
 def _create_index(node: ast.Node) -> Rewrite | None:
     # ON ONLY a partitioned parent is catalog-only (the index stays invalid
     # until partitions are attached): nothing to make online, run as written.
@@ -325,7 +341,7 @@ def _create_index(node: ast.Node) -> Rewrite | None:
     bits += ["--unique"] if unique else []
     bits += [f"--using {_d(method)}"] if using else []
     bits += [f"--where {where!r}"] if where else []
-    return Rewrite("add-index", "online add-index " + " ".join(bits), run)
+    return _rewrite(plan_add_index, bits, run)
 
 
 async def _index_name_taken(dsn: str, table: str, index: str) -> bool:
@@ -395,16 +411,16 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
             async def make_plan() -> Plan:
                 return plan_create_index(CreateIndexFacts(table=target, schema=schema), args)
 
-            return await plan_and_run(ctx, conn, "create-index", target,
+            return await plan_and_run(ctx, conn, kind_of(plan_create_index), target,
                                       {"statement": args.statement}, make_plan)
 
-    return Rewrite("create-index", statement, run)
+    return Rewrite(kind_of(plan_create_index), statement, run)
 
 
 # -- DROP INDEX [IF EXISTS] name -> online drop-index --------------------------------------
 
 
-@recogniser("drop-index")
+@recogniser(plan_drop_index)
 def _drop_index(node: ast.Node) -> Rewrite | None:
     # CASCADE (dependent constraints go too) and lists of indexes have no
     # concurrent form: they run as written.
@@ -426,7 +442,7 @@ def _drop_index(node: ast.Node) -> Rewrite | None:
             return None
         return await drop_index(ctx, index)
 
-    return Rewrite("drop-index", f"online drop-index {'.'.join(_d(p) for p in key if p)}", run)
+    return _rewrite(plan_drop_index, [".".join(_d(p) for p in key if p)], run)
 
 
 async def _relation_missing(dsn: str, name: str) -> bool:
@@ -485,7 +501,7 @@ def _names(nodes: Sequence[ast.Node] | None) -> tuple[str, ...]:
     return tuple(str(n.sval) for n in nodes or () if isinstance(n, ast.String))
 
 
-@recogniser("set-not-null")
+@recogniser(plan_set_not_null)
 def _set_not_null(node: ast.Node) -> Rewrite | None:
     cmd = _lone_command(node, enums.AlterTableType.AT_SetNotNull)
     if cmd is None or not cmd.name:
@@ -499,11 +515,11 @@ def _set_not_null(node: ast.Node) -> Rewrite | None:
 
         return await set_not_null(ctx, table, column)
 
-    return Rewrite("set-not-null", f"online set-not-null {_shown(node.relation)} {_d(str(cmd.name))}",
-                   _if_table_exists(node, table, run))
+    return _rewrite(plan_set_not_null, [_shown(node.relation), _d(str(cmd.name))],
+                    _if_table_exists(node, table, run))
 
 
-@recogniser("add-check")
+@recogniser(plan_add_check)
 def _add_check(node: ast.Node) -> Rewrite | None:
     con = _constraint(node, enums.ConstrType.CONSTR_CHECK)
     # NOT VALID is already cheap; NO INHERIT / NOT ENFORCED have no command
@@ -522,9 +538,8 @@ def _add_check(node: ast.Node) -> Rewrite | None:
 
         return await add_check(ctx, table, name, expression)
 
-    return Rewrite("add-check", f"online add-check {_shown(node.relation)} {_d(str(con.conname))} "
-                   f"{expression!r}",
-                   _if_table_exists(node, table, run))
+    return _rewrite(plan_add_check, [_shown(node.relation), _d(str(con.conname)), repr(expression)],
+                    _if_table_exists(node, table, run))
 
 
 def _enforced(con: ast.Constraint) -> bool:
@@ -535,7 +550,7 @@ def _enforced(con: ast.Constraint) -> bool:
 _ON_DELETE = {"a": None, "r": "restrict", "c": "cascade", "n": "set null", "d": "set default"}
 
 
-@recogniser("add-foreign-key")
+@recogniser(plan_add_foreign_key)
 def _add_foreign_key(node: ast.Node) -> Rewrite | None:
     con = _constraint(node, enums.ConstrType.CONSTR_FOREIGN)
     # The command spells MATCH SIMPLE, ON UPDATE NO ACTION and the ON DELETE
@@ -567,11 +582,10 @@ def _add_foreign_key(node: ast.Node) -> Rewrite | None:
     bits = [_shown(node.relation), *map(_d, cols), f"--references '{shown_ref}'"]
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
     bits += [f"--on-delete {on_delete!r}"] if on_delete else []
-    return Rewrite("add-foreign-key", "online add-foreign-key " + " ".join(bits),
-                   _if_table_exists(node, table, run))
+    return _rewrite(plan_add_foreign_key, bits, _if_table_exists(node, table, run))
 
 
-@recogniser("add-unique")
+@recogniser(plan_add_unique)
 def _add_unique(node: ast.Node) -> Rewrite | None:
     con = _constraint(node, enums.ConstrType.CONSTR_UNIQUE, enums.ConstrType.CONSTR_PRIMARY)
     # USING INDEX (already built: catalog-only), INCLUDE, WITH (...), a
@@ -584,7 +598,6 @@ def _add_unique(node: ast.Node) -> Rewrite | None:
     cols = _names(con.keys)
     name = None if not con.conname else _q(str(con.conname))
     primary = con.contype is enums.ConstrType.CONSTR_PRIMARY
-    command = "add-primary-key" if primary else "add-unique"
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
         from pgonline.commands.add_unique import add_unique
@@ -593,5 +606,5 @@ def _add_unique(node: ast.Node) -> Rewrite | None:
 
     bits = [_shown(node.relation), *map(_d, cols)]
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
-    return Rewrite(command, f"online {command} " + " ".join(bits),
-                   _if_table_exists(node, table, run))
+    return _rewrite(plan_add_primary_key if primary else plan_add_unique, bits,
+                    _if_table_exists(node, table, run))

@@ -1,0 +1,73 @@
+"""One click command per change kind, generated from the strategy registry.
+
+Each strategy module declares its command (:class:`pgonline.registry.Command`):
+arguments, options, help and the async command function.  This module turns
+each declaration into ``online <kind>`` with the shared ``--dsn`` and
+execution/safety options (:mod:`pgonline.cli.options`), so adding a change
+kind adds its command without touching the CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import click
+
+from pgonline.cli.main import report, run_async
+from pgonline.cli.options import build_context, dsn_option, exec_options
+from pgonline.commands.common import ChangeOutcome
+from pgonline.registry import Arg, Command, Opt, known_commands
+
+CommandFn = Callable[..., Awaitable[ChangeOutcome]]
+
+
+def register(cli: click.Group) -> None:
+    for kind, declared in sorted(known_commands().items()):
+        cli.add_command(build_command(kind, declared))
+
+
+def build_command(kind: str, declared: Command) -> click.Command:
+    """``online <kind>``: the declared parameters, then --dsn and the shared options."""
+
+    def callback(**kw: Any) -> None:
+        ctx = build_context(kw.pop("dsn"), kw)  # takes the shared options out of kw
+        positional = [kw.pop(p.name) for p in declared.params if isinstance(p, Arg)]
+        run = functools.partial(_function(declared.run), ctx, *positional, **kw,
+                                **dict(declared.fixed))
+        report(run_async(run))
+
+    params = [_parameter(p) for p in declared.params] + _shared_parameters()
+    return click.Command(kind, callback=callback, help=declared.help, params=params)
+
+
+def _shared_parameters() -> list[click.Parameter]:
+    """Fresh --dsn and execution/safety options, in the order the decorators give them."""
+
+    def shared() -> None:  # pragma: no cover - never called, only decorated
+        pass
+
+    decorated = dsn_option(exec_options(shared))
+    return list(reversed(decorated.__click_params__))  # type: ignore[attr-defined]
+
+
+def _parameter(p: Arg | Opt) -> click.Parameter:
+    if isinstance(p, Arg):
+        return click.Argument([p.name], metavar=p.metavar, nargs=-1 if p.many else 1,
+                              required=p.required)
+    kind: click.ParamType[Any] | None = None
+    if p.choices is not None:
+        kind = click.Choice(p.choices, case_sensitive=False)
+    extra: dict[str, Any] = {} if p.is_flag or p.required or p.many else {"default": None}
+    return click.Option([p.flag, p.name], help=p.help, metavar=p.metavar, is_flag=p.is_flag,
+                        multiple=p.many, required=p.required, type=kind, hidden=p.hidden,
+                        **extra)
+
+
+def _function(path: str) -> CommandFn:
+    """The command function ``module:name``, imported when the command runs (fast --help)."""
+    module, _, name = path.partition(":")
+    fn: CommandFn = getattr(importlib.import_module(module), name)
+    return fn

@@ -1,0 +1,46 @@
+"""The README's strategy catalogue is the registry's, and every command has a doc page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgonline.devtools.strategy_index import render_index, replace_index
+from pgonline.registry import known_commands, known_strategies
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_readme_catalogue_is_generated_from_the_registry():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert render_index() in readme, (
+        "README.md is stale: run `python -m pgonline.devtools.strategy_index README.md`")
+    assert replace_index(readme) == readme
+
+
+def test_every_change_command_has_its_doc_page_and_a_row():
+    index = render_index()
+    for kind, declared in known_commands().items():
+        doc = declared.doc or kind
+        assert (ROOT / "docs" / "strategies" / f"{doc}.md").is_file(), kind
+        assert f"| `{kind} " in index or f"| `{kind}` " in index, kind
+        assert declared.replaces and declared.does, kind
+
+
+def test_only_planner_only_kinds_have_no_command():
+    # create-index is what `migrate up --online` plans for a definition add-index cannot spell.
+    assert set(known_strategies()) - set(known_commands()) == {"create-index"}
+
+
+def test_every_declared_command_function_takes_exactly_its_declared_parameters():
+    import inspect
+
+    from pgonline.cli.changes import _function
+    from pgonline.registry import Arg
+
+    for kind, declared in known_commands().items():
+        fn = _function(declared.run)
+        positional = [None for p in declared.params if isinstance(p, Arg)]
+        options = {p.name: None for p in declared.params if not isinstance(p, Arg)}
+        # Raises TypeError on a parameter the function does not take (or lacks).
+        inspect.signature(fn).bind(None, *positional, **options, **dict(declared.fixed))
+        assert inspect.iscoroutinefunction(fn), kind
