@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import drop_index_concurrently
+from pgonline.strategies._ddl import drop_index_concurrently, index_exists_query
 from psycopg import sql
 
 from pgonline.catalog.facts import DropIndexFacts
@@ -87,6 +87,8 @@ def plan_drop_index(facts: DropIndexFacts, args: DropIndexArgs) -> Plan:
         transactional=False, description=f"drop index {ident} CONCURRENTLY (outside a transaction)",
         sql=drop_index_concurrently(facts.schema, facts.name), done_if=probe,
         undo_sql=recreate_concurrently(facts.definition),
+        undo_cleanup_if=index_exists_query(facts.table, facts.schema, facts.name, valid=False),
+        undo_cleanup_sql=drop_index_concurrently(facts.schema, facts.name),
         why_safe="CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on the table (reads and writes "
         "continue) and waits for queries using the index before removing it",
     )

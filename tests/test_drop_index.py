@@ -35,6 +35,28 @@ def test_rollback_recreates_the_index_concurrently(db, online):
     assert schema_snapshot(db) == before
 
 
+def _valid(db, name):
+    return db.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)",
+                      [name]).fetchone()
+
+
+def test_rollback_after_a_failed_rebuild_rebuilds_the_index_not_keeps_its_invalid_leftover(db, online):
+    create_users(db, 100)
+    db.execute("CREATE UNIQUE INDEX users_email_idx ON users (email)")
+    assert online("drop-index", "users_email_idx").code == 0
+    (job,) = db.execute("SELECT id FROM pgonline.jobs").fetchone()
+    # A duplicate written after the drop: the concurrent rebuild fails and
+    # leaves an INVALID index of that name behind.
+    db.execute("UPDATE users SET email = 'user1@example.com' WHERE id = 2")
+    r = online("rollback", str(job), "--confirm")
+    assert r.code != 0 and "users_email_idx" in r.err, r.err
+    assert _valid(db, "users_email_idx") == (False,)
+    db.execute("UPDATE users SET email = 'user2@example.com' WHERE id = 2")
+    r = online("rollback", str(job), "--confirm")
+    assert r.code == 0, r.err
+    assert _valid(db, "users_email_idx") == (True,)  # rebuilt, not skipped by IF NOT EXISTS
+
+
 def test_rerun_after_a_crash_mid_drop_completes(db, dsn, online):
     create_users(db, 1000)
     db.execute("CREATE INDEX users_email_idx ON users (email)")

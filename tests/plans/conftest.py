@@ -35,7 +35,9 @@ def render(plan: Plan) -> str:
     for i, s in enumerate(plan.steps, 1):
         lines.append(f"{i}. {s.id}")
         for label, text in (("undo", s.undo_sql), ("done if", s.done_if),
-                            ("cleanup if", s.cleanup_if), ("cleanup", s.cleanup_sql)):
+                            ("cleanup if", s.cleanup_if), ("cleanup", s.cleanup_sql),
+                            ("undo cleanup if", s.undo_cleanup_if),
+                            ("undo cleanup", s.undo_cleanup_sql)):
             if text is not None or label == "undo":
                 lines.append(f"   {label}: " + ("(none)" if text is None else
                                                text.replace("\n", "\n" + " " * (len(label) + 5))))

@@ -575,6 +575,11 @@ class Executor:
         self.progress.step_started(0, 0, step)
 
         async def reverse() -> None:
+            if step.undo_cleanup_if is not None and await self._query_bool(conn,
+                                                                           step.undo_cleanup_if):
+                # An earlier attempt of this undo failed half-way (an INVALID
+                # index): remove it, so this attempt really rebuilds.
+                await conn.execute(step.undo_cleanup_sql)  # type: ignore[arg-type]
             await conn.execute(undo)
 
         # Every undo is DDL (a DROP of what the step created): at least SHARE

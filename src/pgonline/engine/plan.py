@@ -109,6 +109,11 @@ class Step:
     cleanup_sql: str | None = None
     gate: str | None = None
     irreversible: str | None = None
+    # The same as cleanup_if/cleanup_sql, before every attempt of the undo (a
+    # non-transactional rebuild that failed leaves an INVALID index, which
+    # CREATE INDEX ... IF NOT EXISTS would otherwise take for the rebuilt one).
+    undo_cleanup_if: str | None = None
+    undo_cleanup_sql: str | None = None
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -117,6 +122,10 @@ class Step:
             raise ValueError(f"step {self.id!r}: cleanup_sql and cleanup_if go together")
         if self.cleanup_sql is not None and self.transactional:
             raise ValueError(f"step {self.id!r}: only non-transactional steps need a cleanup")
+        if (self.undo_cleanup_sql is None) != (self.undo_cleanup_if is None):
+            raise ValueError(f"step {self.id!r}: undo_cleanup_sql and undo_cleanup_if go together")
+        if self.undo_cleanup_sql is not None and self.undo_sql is None:
+            raise ValueError(f"step {self.id!r}: an undo cleanup needs an undo")
 
     @property
     def is_backfill(self) -> bool:
@@ -151,6 +160,8 @@ class Step:
             cleanup_sql=data.get("cleanup_sql"),
             gate=data.get("gate"),
             irreversible=data.get("irreversible"),
+            undo_cleanup_if=data.get("undo_cleanup_if"),
+            undo_cleanup_sql=data.get("undo_cleanup_sql"),
         )
 
 
