@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from tests.support.tables import columns, create_users, schema_snapshot
 
@@ -69,10 +70,27 @@ def test_unique_not_null_index_serves_as_batch_key(db, online):
     assert db.execute("SELECT count(DISTINCT t) FROM k").fetchone() == (3000,)
 
 
-def test_missing_dsn_is_a_usage_error(online, monkeypatch):
+def test_without_dsn_or_database_url_it_connects_the_way_psql_does(db, dsn, online, monkeypatch):
+    create_users(db, 10)
+    params = conninfo_to_dict(dsn)
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    for key, var in (("host", "PGHOST"), ("port", "PGPORT"), ("user", "PGUSER"),
+                     ("dbname", "PGDATABASE"), ("password", "PGPASSWORD")):
+        if params.get(key):
+            monkeypatch.setenv(var, str(params[key]))
     r = online("add-column", "users", "c", "int", with_dsn=False)
-    assert r.code == 2 and "no database given" in r.err
+    assert r.code == 0, r.err
+    assert "c" in columns(db, "users")
+
+
+def test_without_any_connection_settings_the_error_says_which_defaults_were_tried(online,
+                                                                                 monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("PGHOST", "127.0.0.1")
+    monkeypatch.setenv("PGPORT", "1")  # nothing listens there
+    r = online("add-column", "users", "c", "int", with_dsn=False)
+    assert r.code == 7 and "cannot connect" in r.err
+    assert "no --dsn or DATABASE_URL: libpq's defaults were used" in r.err
 
 
 def test_unreachable_server_exits_7_and_never_prints_the_password(online):

@@ -56,13 +56,14 @@ class SessionSettings:
     maintenance_workers: int | None = 0
 
 
+# With neither --dsn nor DATABASE_URL: an empty conninfo, which libpq completes
+# the way psql does (PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE,
+# PGSSLMODE, ~/.pgpass, then its built-in defaults).
+LIBPQ_DEFAULTS = ""
+
+
 def resolve_dsn(dsn: str | None) -> str:
-    value = dsn or os.environ.get("DATABASE_URL")
-    if not value:
-        raise UsageError(
-            "no database given",
-            hint="pass --dsn postgresql://user@host/db or set DATABASE_URL",
-        )
+    value = dsn or os.environ.get("DATABASE_URL") or LIBPQ_DEFAULTS
     try:
         conninfo_to_dict(value)
     except psycopg.ProgrammingError as exc:
@@ -94,7 +95,11 @@ async def connect(dsn: str, *, autocommit: bool = True,
             connect_timeout=connect_timeout_s,
         )
     except psycopg.OperationalError as exc:
-        raise ConnectError(f"cannot connect to PostgreSQL: {redact(str(exc)).strip()}") from None
+        hint = None if dsn != LIBPQ_DEFAULTS else (
+            "no --dsn or DATABASE_URL: libpq's defaults were used (PGHOST, PGPORT, PGUSER, "
+            "PGDATABASE, PGSERVICE, ~/.pgpass); pass --dsn postgresql://user@host/db")
+        raise ConnectError(f"cannot connect to PostgreSQL: {redact(str(exc)).strip()}",
+                           hint=hint) from None
     return conn
 
 

@@ -106,7 +106,8 @@ def build_throttles(kw: dict[str, Any]) -> Throttles:
 def dsn_option(f: F) -> F:
     return click.option(
         "--dsn", envvar="DATABASE_URL", default=None, metavar="DSN",
-        help="PostgreSQL connection string (default: $DATABASE_URL).",
+        help="PostgreSQL connection string (default: $DATABASE_URL, else the PG* variables "
+        "and ~/.pgpass, as psql).",
     )(f)
 
 
