@@ -92,3 +92,20 @@ def test_bad_input_is_refused_and_changes_nothing(db, online, args, code, messag
     assert message in r.err and "Traceback" not in r.err
     assert schema_snapshot(db) == before
     assert db.execute("SELECT * FROM users ORDER BY id").fetchall() == data
+
+
+def test_a_lone_max_batch_size_lowers_the_default_batch_instead_of_being_refused(db, online):
+    create_users(db, 300)
+    r = online("backfill", "users", "--set", "hits = hits + 1", "--max-batch-size", "50")
+    assert r.code == 0, r.err
+    (size, batches) = db.execute("SELECT batch_size, batches FROM pgonline.checkpoints").fetchone()
+    assert size <= 50 and batches >= 6
+    assert db.execute("SELECT min(hits), max(hits) FROM users").fetchone() == (1, 1)
+
+
+def test_batch_sizes_the_user_gave_that_contradict_each_other_are_refused(db, online):
+    create_users(db, 10)
+    r = online("backfill", "users", "--set", "hits = 1", "--batch-size", "100",
+               "--max-batch-size", "50")
+    assert r.code == 2 and "--min-batch-size <= --batch-size <= --max-batch-size" in r.err
+    assert db.execute("SELECT to_regclass('pgonline.jobs')").fetchone() == (None,)

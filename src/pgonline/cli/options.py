@@ -172,11 +172,11 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
     settings = SessionSettings(lock_timeout_ms=kw.pop("lock_timeout_ms"),
                                maintenance_wait_s=kw.pop("maintenance_wait_s"),
                                maintenance_workers=kw.pop("maintenance_workers"))
-    if not kw["min_batch_size"] <= kw["batch_size"] <= kw["max_batch_size"]:
-        raise click.BadParameter("need --min-batch-size <= --batch-size <= --max-batch-size")
+    low, initial, high = _batch_sizes(kw.pop("min_batch_size"), kw.pop("batch_size"),
+                                      kw.pop("max_batch_size"))
     batch = BatchOptions(
-        initial_size=kw.pop("batch_size"), min_size=kw.pop("min_batch_size"),
-        max_size=kw.pop("max_batch_size"), target_ms=kw.pop("target_batch_ms"),
+        initial_size=initial, min_size=low,
+        max_size=high, target_ms=kw.pop("target_batch_ms"),
         sleep_ms=kw.pop("sleep_ms"), statement_timeout_ms=kw.pop("batch_timeout_ms"),
         max_attempts=kw["max_retries"],
     )
@@ -187,3 +187,29 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       throttles=build_throttles(kw), dry_run=kw.pop("dry_run"), out=click.echo)
+
+
+def _batch_sizes(low: int, initial: int, high: int) -> tuple[int, int, int]:
+    """--min-batch-size <= --batch-size <= --max-batch-size, defaults yielding to what was given.
+
+    A lone ``--max-batch-size 500`` lowers the default first (and minimum)
+    batch to 500 instead of being refused; only sizes the user gave
+    themselves can contradict each other.
+    """
+    ctx = click.get_current_context(silent=True)
+    names = ("min_batch_size", "batch_size", "max_batch_size")
+    given = [ctx is None or ctx.get_parameter_source(n) not in _DEFAULTED for n in names]
+    values = [low, initial, high]
+    chosen = [v for v, g in zip(values, given, strict=True) if g]
+    if chosen != sorted(chosen):
+        raise click.BadParameter("need --min-batch-size <= --batch-size <= --max-batch-size")
+    if not given[2]:
+        high = max([high, *chosen])
+    if not given[0]:
+        low = min([low, *chosen])
+    if not given[1]:
+        initial = min(max(initial, low), high)
+    return low, initial, high
+
+
+_DEFAULTED = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.DEFAULT_MAP)
