@@ -37,6 +37,17 @@ def test_without_confirm_it_lists_every_dependent_and_changes_nothing(db, online
     assert r.code == 4 and "no dependent objects" in r.err
 
 
+def test_a_dry_run_without_confirm_shows_the_plan_and_says_confirm_will_be_needed(db, online):
+    _with_dependents(db)
+    snap = schema_snapshot(db)
+    r = online("drop-column", "users", "email", "--dry-run")
+    assert r.code == 0, r.err
+    assert "without --confirm this command refuses" in r.out
+    assert 'DROP COLUMN "email" CASCADE' in r.out and "view user_emails" in r.out
+    assert schema_snapshot(db) == snap
+    assert db.execute("SELECT to_regclass('pgonline.jobs')").fetchone() == (None,)
+
+
 def test_confirm_drops_the_column_and_cascades_only_when_a_dependent_needs_it(db, online):
     _with_dependents(db)
     r = online("drop-column", "users", "hits", "--confirm", "--dry-run")
