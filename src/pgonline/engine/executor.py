@@ -235,6 +235,7 @@ class Executor:
             if existing is not None:
                 job_id = existing.id
             else:
+                _refuse_a_later_phase_first(plan, self.options.phase)
                 job_id = await journal.create_job(conn, plan, self.options.phase)
                 resumed = False
         else:
@@ -600,6 +601,26 @@ class Executor:
         except psycopg.Error as exc:
             raise _server_error(step, exc) from exc
         return True
+
+
+def _refuse_a_later_phase_first(plan: Plan, phase: Phase | None) -> None:
+    """A new job started at a later phase: refuse before the job exists.
+
+    Nothing of the plan has run, so every step of an earlier phase is
+    missing; a job created anyway would hold the table (one unfinished job
+    per table) until someone resumed or rolled it back.
+    """
+    if phase is None:
+        return
+    order = list(Phase)
+    earlier = [s for s in plan.steps if order.index(s.phase) < order.index(phase)]
+    if earlier:
+        raise JobError(
+            f"phase {phase} needs earlier steps first ({', '.join(s.id for s in earlier)}); "
+            f"nothing was started",
+            hint=f"run the same command with `--phase {earlier[0].phase}` first "
+            "(or without --phase for all phases)",
+        )
 
 
 def _ids(ids: list[str]) -> str:
