@@ -131,8 +131,9 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
         if other is not None:
             if other.fingerprint != plan.fingerprint:
                 raise journal.other_job_error(other, await journal.job_is_locked(conn, other.id))
-            # The same change under another spelling of its target (drop-index
-            # names the index, its job the table): resume exactly that job.
+            # The same change, though the twin lookup missed it: a command whose
+            # target spelling differs from its plan's (every command passes its
+            # plan's target today, drop-index included): resume exactly that job.
             if await journal.job_is_locked(conn, other.id):
                 raise _running(other)
             return ChangeOutcome(other.plan, await executor.run(job_id=other.id))

@@ -260,16 +260,13 @@ class Executor:
         if self.options.phase is not None:
             # Phases build on each other: a backfill before its expand step (or a
             # contract before its backfill) would fail half-way or be wrong.
-            order = list(Phase)
-            earlier = [s.id for s in plan.steps
-                       if order.index(s.phase) < order.index(self.options.phase)
-                       and records[s.id].status is not StepStatus.DONE]
+            earlier = [s for s in steps_before(plan, self.options.phase)
+                       if records[s.id].status is not StepStatus.DONE]
             if earlier:
-                first = next(s.phase for s in plan.steps if s.id in earlier)
                 raise JobError(
                     f"job {job.id}: phase {self.options.phase} needs earlier steps first "
-                    f"({', '.join(earlier)})",
-                    hint=f"run `online resume {job.id} --phase {first}` first",
+                    f"({', '.join(s.id for s in earlier)})",
+                    hint=f"run `online resume {job.id} --phase {earlier[0].phase}` first",
                 )
         gate = None if self.options.phase is not None else next(
             (s for s in plan.steps if s.gate and records[s.id].status is not StepStatus.DONE), None)
@@ -603,6 +600,12 @@ class Executor:
         return True
 
 
+def steps_before(plan: Plan, phase: Phase) -> list[Step]:
+    """The plan's steps of the phases before ``phase``, in plan order."""
+    order = list(Phase)
+    return [s for s in plan.steps if order.index(s.phase) < order.index(phase)]
+
+
 def _refuse_a_later_phase_first(plan: Plan, phase: Phase | None) -> None:
     """A new job started at a later phase: refuse before the job exists.
 
@@ -612,8 +615,7 @@ def _refuse_a_later_phase_first(plan: Plan, phase: Phase | None) -> None:
     """
     if phase is None:
         return
-    order = list(Phase)
-    earlier = [s for s in plan.steps if order.index(s.phase) < order.index(phase)]
+    earlier = steps_before(plan, phase)
     if earlier:
         raise JobError(
             f"phase {phase} needs earlier steps first ({', '.join(s.id for s in earlier)}); "

@@ -3,8 +3,8 @@
 A *recogniser* looks at one parsed statement (pglast's AST, never text) and,
 when a pgonline command reaches exactly the same schema more safely, returns
 a :class:`Rewrite` that runs that command function instead.  Recognisers are
-registered with ``@recogniser(plan_function)`` of the strategy it maps to.  Anything no recogniser claims runs
-exactly as written.  The registry:
+registered with ``@recogniser(plan_fn)``, the planner of the strategy they map
+to.  Anything no recogniser claims runs exactly as written.  The registry:
 
 ==================================================  ==========================================
 statement                                           becomes
