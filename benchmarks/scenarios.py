@@ -31,9 +31,9 @@ import anyio
 import psycopg
 from probes import APP_NAIVE, APP_SEED
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.plan import Step
 from pgonline.engine.progress import BackfillStats, Progress

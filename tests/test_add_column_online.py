@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from pgonline.commands.add_column import add_column
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from tests.conftest import spawn_online

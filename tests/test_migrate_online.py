@@ -7,10 +7,10 @@ from pathlib import Path
 
 import anyio
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.migrations import rewrite

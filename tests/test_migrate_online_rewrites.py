@@ -8,10 +8,10 @@ from typing import Any
 import anyio
 import psycopg
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.migrations import rewrite

@@ -10,9 +10,9 @@ import anyio
 import psycopg
 
 from pgonline.commands.add_column import add_column
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.safety.throttle import Throttles

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings, connect
 from pgonline.devtools import workload as workload_module
 from pgonline.devtools.workload import Workload
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.plan import Phase
 from pgonline.engine.progress import Progress

@@ -18,7 +18,7 @@ import click
 
 from pgonline.cli.main import report, run_async
 from pgonline.cli.options import build_context, dsn_option, exec_options
-from pgonline.commands.common import ChangeOutcome
+from pgonline.engine.change import ChangeOutcome
 from pgonline.registry import Arg, Command, Opt, known_commands
 
 CommandFn = Callable[..., Awaitable[ChangeOutcome]]

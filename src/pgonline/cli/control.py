@@ -24,8 +24,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dsn_option
 def jobs_cmd(show_all: bool, dsn: str | None) -> None:
     """List jobs that are not finished (running, paused, interrupted, failed)."""
-    from pgonline.commands.control import list_jobs
     from pgonline.connection import resolve_dsn
+    from pgonline.engine.control import list_jobs
     from pgonline.output import jobs_table
 
     rows = run_async(functools.partial(list_jobs, resolve_dsn(dsn), include_finished=show_all))
@@ -36,8 +36,8 @@ def jobs_cmd(show_all: bool, dsn: str | None) -> None:
 
 
 def _stop(req: Request, job_id: int, dsn: str | None, no_wait: bool, timeout: float) -> None:
-    from pgonline.commands.control import request_stop
     from pgonline.connection import resolve_dsn
+    from pgonline.engine.control import request_stop
 
     outcome = run_async(functools.partial(request_stop, resolve_dsn(dsn), job_id, req,
                                           wait_s=0.0 if no_wait else timeout))

@@ -18,9 +18,9 @@ import anyio
 import click
 
 from pgonline.cli.options import build_context, dsn_option, exec_options
-from pgonline.commands.common import ChangeOutcome
 from pgonline.connection import redact, resolve_dsn
 from pgonline.engine import logs
+from pgonline.engine.change import ChangeOutcome
 from pgonline.engine.executor import JobResult
 from pgonline.errors import PgOnlineError
 
@@ -62,7 +62,7 @@ def cli(log_format: str, verbose: bool) -> None:
 @exec_options
 def resume_cmd(job_id: int, dsn: str | None, **kw: Any) -> None:
     """Continue JOB_ID from its journal (after Ctrl-C, a crash, a pause or a failure)."""
-    from pgonline.commands.jobs import resume, show_plan
+    from pgonline.engine.jobs import resume, show_plan
 
     ctx = build_context(dsn, kw)
     if ctx.dry_run:
@@ -79,12 +79,12 @@ def resume_cmd(job_id: int, dsn: str | None, **kw: Any) -> None:
 @exec_options
 def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None:
     """Undo JOB_ID's completed steps in reverse order (drops what its expand phase added)."""
-    from pgonline.commands.jobs import rollback
+    from pgonline.engine.jobs import rollback
 
     ctx = build_context(dsn, kw)
     result = run_async(functools.partial(rollback, ctx, job_id, confirm=confirm))
     if not ctx.dry_run:
-        from pgonline.commands.jobs import rollback_summary
+        from pgonline.engine.jobs import rollback_summary
 
         click.echo(rollback_summary(result))
 
@@ -95,7 +95,7 @@ def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None
 @dsn_option
 def status_cmd(job_id: int | None, active: bool, dsn: str | None) -> None:
     """List jobs with their progress (or one job in detail)."""
-    from pgonline.commands.jobs import status
+    from pgonline.engine.jobs import status
     from pgonline.output import jobs_table
 
     rows = run_async(functools.partial(status, resolve_dsn(dsn), job_id=job_id,
@@ -126,7 +126,7 @@ def plan_cmd(ctx: click.Context, command: str, args: tuple[str, ...]) -> None:
               help="Use this server instead of an embedded one (creates a scratch database).")
 def demo_cmd(rows: int, writers: int, dsn: str | None) -> None:
     """Start an embedded PostgreSQL, load a 1M-row table, add a column online under load."""
-    from pgonline.commands.demo import demo
+    from pgonline.devtools.demo import demo
 
     run_async(functools.partial(demo, rows=rows, writers=writers, dsn=dsn, out=click.echo))
 

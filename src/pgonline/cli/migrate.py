@@ -51,9 +51,9 @@ def _run_options(f: F) -> F:
 
 def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: bool = False,
                     batch_size: int = 1000, sleep_ms: int = 10) -> Any:
-    from pgonline.commands.common import RunContext
     from pgonline.connection import SessionSettings, resolve_dsn
     from pgonline.engine.backfill import BatchOptions
+    from pgonline.engine.change import RunContext
     from pgonline.engine.executor import ExecOptions
     from pgonline.engine.progress import Progress
     from pgonline.migrations.runner import RunnerOptions

@@ -19,9 +19,9 @@ import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import SessionSettings, resolve_dsn
 from pgonline.engine.backfill import BatchOptions
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.plan import Phase
 from pgonline.engine.progress import Progress

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pgonline.catalog import preflight as preflight_data
 from pgonline.catalog.facts import TableFacts
-from pgonline.commands.common import ChangeOutcome, RunContext, change_table
 from pgonline.connection import Conn
+from pgonline.engine.change import ChangeOutcome, RunContext, change_table
 from pgonline.engine.plan import Plan
 from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext

@@ -6,8 +6,8 @@ from dataclasses import asdict
 
 from pgonline.catalog import columns as column_catalog
 from pgonline.catalog import tables as catalog
-from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
+from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run
 from pgonline.engine.plan import Plan
 from pgonline.registry import kind_of
 from pgonline.sql import expressions as sqltext

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from pgonline.catalog import indexes as index_catalog
-from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run, server_now
 from pgonline.connection import Conn, connection
 from pgonline.engine import journal
+from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run, server_now
 from pgonline.engine.plan import Plan
 from pgonline.registry import kind_of
 from pgonline.sql.identifiers import QualifiedName

@@ -38,8 +38,8 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
-from pgonline.commands.common import ChangeOutcome, RunContext, plan_and_run
 from pgonline.connection import connection
+from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement

@@ -29,8 +29,8 @@ from typing import Any, LiteralString
 
 import psycopg
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import Conn, connect, set_local
+from pgonline.engine.change import RunContext
 from pgonline.engine.retry import with_retries
 from pgonline.errors import (
     CatalogError,

@@ -12,7 +12,7 @@ starts, so a bad setting fails before anything is changed) and ``aclose()``
 
 The :class:`Throttles` of a command are built by the CLI layer
 (``cli.options``) from its options and travel explicitly, in its
-:class:`~pgonline.commands.common.RunContext`, to the executor.
+:class:`~pgonline.engine.change.RunContext`, to the executor.
 """
 
 from __future__ import annotations

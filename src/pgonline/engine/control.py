@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import anyio
 
-from pgonline.commands.jobs import JobRow, status
 from pgonline.connection import connection
 from pgonline.engine import journal
+from pgonline.engine.jobs import JobRow, status
 from pgonline.engine.journal import JobStatus, Request
 from pgonline.errors import JobError
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pgonline.commands.common import RunContext
 from pgonline.connection import connection
 from pgonline.engine import journal
+from pgonline.engine.change import RunContext
 from pgonline.engine.executor import Executor, JobResult
 from pgonline.engine.journal import JobStatus, StepStatus
 
