@@ -2,7 +2,7 @@
 
 Every approach gets a fresh copy of the same table and the same workload.
 
-* ``pgonline``: our command (``add_column`` called in-process with a
+* ``pgonline``: our command (``online add-column`` run in-process with a
   ``RunContext``; the other commands through the ``online`` CLI in a
   subprocess, so the harness never depends on their Python signatures).
 * ``naive``: the one statement a developer would type.
@@ -128,15 +128,15 @@ class RecordingProgress(Progress):
 
 def pgonline_add_column(column: str, type_: str, default: str) -> Callable[[Env], dict[str, Any]]:
     def run(env: Env) -> dict[str, Any]:
-        from pgonline.commands.add_column import add_column
+        from pgonline.engine.change import run_command
         from pgonline.errors import PgOnlineError
 
         progress = RecordingProgress()
         ctx = RunContext(dsn=env.dsn, options=env.exec_options(), progress=progress,
                          out=lambda _: None)
         try:
-            outcome = anyio.run(functools.partial(add_column, ctx, TABLE, column, type_,
-                                                  default=default, not_null=True))
+            outcome = anyio.run(functools.partial(run_command, ctx, "add-column", TABLE, column,
+                                                  type_, default=default, not_null=True))
         except PgOnlineError as exc:
             raise ApproachFailed(f"{type(exc).__name__}: {exc.message}") from exc
         assert outcome.result is not None

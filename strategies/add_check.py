@@ -9,7 +9,7 @@ updated rows are checked from now on, existing rows are not scanned), then,
 in a separate transaction, ``VALIDATE CONSTRAINT``, which scans under SHARE
 UPDATE EXCLUSIVE and so lets reads and writes continue.
 
-Pre-flight (done by the command, read-only) counts existing rows for which
+Pre-flight (read-only, in :func:`gather`) counts existing rows for which
 the expression is false and refuses with a few sample keys: VALIDATE would
 fail on them after the constraint had already started rejecting writes.
 """
@@ -24,10 +24,14 @@ from pgonline.strategies._ddl import (
 )
 from psycopg import sql
 
+from pgonline.catalog import preflight
 from pgonline.catalog.facts import DataViolations, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, strategy
+from pgonline.registry import Arg, Change, Command, strategy
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 
@@ -51,8 +55,21 @@ def refuse_existing_constraint(t: TableFacts, name: str) -> None:
         )
 
 
+def parse(table: str, name: str, expression: str) -> Change[AddCheckArgs]:
+    return Change(QualifiedName.parse(table), AddCheckArgs(
+        name=parse_identifier(name),
+        expression=expressions.expression(expression, "CHECK expression")))
+
+
+async def gather(conn: Conn, table: TableFacts, args: AddCheckArgs) -> AddCheckFacts:
+    # The server plans it as a boolean over this table's columns.
+    await preflight.vet_boolean(conn, table, args.expression, "bad CHECK expression")
+    violations = await preflight.check_violations(conn, table, args.expression)
+    return AddCheckFacts(table=table, violations=violations)
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_check:add_check",
+    parse=parse, gather=gather,
     help="Add CHECK (EXPR) named NAME to TABLE: NOT VALID, then VALIDATE.",
     params=(Arg("table"), Arg("name"), Arg("expression", metavar="EXPR")),
     replaces="`ADD CONSTRAINT ... CHECK`",

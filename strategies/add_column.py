@@ -36,10 +36,15 @@ from pgonline.strategies._ddl import not_null_steps, require_batch_key
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 
@@ -60,8 +65,32 @@ class AddColumnFacts:
     has_rows: bool
 
 
+def parse(table: str, column: str, type_: str, *, default: str | None = None,
+          not_null: bool = False, backfill: str | None = None) -> Change[AddColumnArgs]:
+    # Names become identifiers, the type and expressions must parse as exactly one item.
+    return Change(QualifiedName.parse(table), AddColumnArgs(
+        column=parse_identifier(column),
+        type_sql=expressions.type_name(type_),
+        default=None if default is None else expressions.expression(default, "default"),
+        not_null=not_null,
+        backfill=None if backfill is None else expressions.expression(backfill,
+                                                                      "backfill expression"),
+    ))
+
+
+async def gather(conn: Conn, table: TableFacts, args: AddColumnArgs) -> AddColumnFacts:
+    probed = await catalog.probe_default(conn, args.type_sql, args.default)
+    if args.backfill is not None:
+        # The fill trigger computes it one row at a time: refuse aggregates,
+        # window and set-returning functions before anything changes.
+        await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column,
+                                                      args.type_sql)
+    return AddColumnFacts(server=await catalog.server_facts(conn), table=table, default=probed,
+                          has_rows=await catalog.has_rows(conn, table))
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_column:add_column",
+    parse=parse, gather=gather,
     help="Add COLUMN of TYPE to TABLE without a long lock.",
     params=(
         Arg("table"), Arg("column"), Arg("type_", metavar="TYPE"),

@@ -12,14 +12,14 @@ What we do instead, in two transactions:
 2. ``VALIDATE CONSTRAINT``: scans ``t`` under SHARE UPDATE EXCLUSIVE on ``t``
    and ROW SHARE on ``r``; neither blocks reads or writes.
 
-Pre-flight (done by the command, read-only) counts rows of ``t`` whose key
+Pre-flight (read-only, in :func:`gather`) counts rows of ``t`` whose key
 has no match in ``r`` (MATCH SIMPLE: a row with a NULL in the key is not
 checked) and refuses with sample keys, since VALIDATE would fail on them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from pgonline.strategies._ddl import (
     refuse_violations,
@@ -29,10 +29,14 @@ from pgonline.strategies._ddl import (
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
+from pgonline.catalog import preflight
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import DataViolations, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -43,8 +47,8 @@ ON_DELETE_ACTIONS = ("no action", "restrict", "cascade", "set null", "set defaul
 class AddForeignKeyArgs:
     name: str
     columns: tuple[str, ...]
-    ref_table: str  # quoted schema.table, resolved by the command
-    ref_columns: tuple[str, ...]
+    ref_table: str  # quoted [schema.]table as named; schema-qualified once completed
+    ref_columns: tuple[str, ...]  # () until completed: the referenced primary key
     on_delete: str | None = None
 
 
@@ -94,8 +98,80 @@ def check_shape(t: TableFacts, ref: TableFacts, args: AddForeignKeyArgs) -> None
     refuse_existing_constraint(t, args.name)
 
 
+def parse_reference(text: str) -> tuple[QualifiedName, tuple[str, ...]]:
+    """``reftable`` or ``schema.reftable(col, col)`` (quotes respected) → name, columns."""
+    in_quotes = False
+    for i, ch in enumerate(text):
+        if ch == '"':
+            in_quotes = not in_quotes
+        elif ch == "(" and not in_quotes:
+            rest = text[i + 1:].rstrip()
+            if not rest.endswith(")"):
+                raise UsageError(f"--references {text!r}: expected REFTABLE(COL, ...)")
+            return QualifiedName.parse(text[:i].strip()), _split_columns(rest[:-1], text)
+    return QualifiedName.parse(text.strip()), ()
+
+
+def _split_columns(inner: str, text: str) -> tuple[str, ...]:
+    parts: list[str] = []
+    buf: list[str] = []
+    in_quotes = False
+    for ch in inner:
+        if ch == '"':
+            in_quotes = not in_quotes
+        if ch == "," and not in_quotes:
+            parts.append("".join(buf))
+            buf = []
+        else:
+            buf.append(ch)
+    parts.append("".join(buf))
+    if not any(p.strip() for p in parts):
+        raise UsageError(f"--references {text!r}: empty column list")
+    return tuple(parse_identifier(p.strip()) for p in parts)
+
+
+def parse(table: str, columns: tuple[str, ...], *, references: str, name: str | None = None,
+          on_delete: str | None = None) -> Change[AddForeignKeyArgs]:
+    qname = QualifiedName.parse(table)
+    cols = tuple(parse_identifier(c) for c in columns)
+    if not cols:
+        raise UsageError("give at least one referencing column")
+    ref_name, ref_cols = parse_reference(references)
+    action = None if on_delete is None else " ".join(on_delete.lower().split())
+    if action is not None and action not in ON_DELETE_ACTIONS:
+        raise UsageError(f"--on-delete must be one of: {', '.join(ON_DELETE_ACTIONS)}")
+    return Change(qname, AddForeignKeyArgs(
+        # The table's name as named is the resolved relation's (quoted names are exact).
+        name=default_fk_name(qname.name, cols) if name is None else parse_identifier(name),
+        columns=cols, ref_table=ref_name.quoted(), ref_columns=ref_cols, on_delete=action,
+    ))
+
+
+async def complete(conn: Conn, args: AddForeignKeyArgs) -> AddForeignKeyArgs:
+    """The referenced table schema-qualified, and its primary key when no columns were named."""
+    ref_name = QualifiedName.parse(args.ref_table)
+    _, ref_schema, ref_rel = await catalog.resolve_table(conn, ref_name)
+    ref_target = QualifiedName(ref_schema, ref_rel)
+    ref_cols = args.ref_columns
+    if not ref_cols:
+        ref_facts = await catalog.table_facts(conn, ref_target)
+        if not ref_facts.primary_key:
+            raise CatalogError(f"{ref_facts.display} has no primary key",
+                               hint="name the referenced columns: --references REFTABLE(COL, ...)")
+        ref_cols = ref_facts.primary_key
+    return replace(args, ref_table=ref_target.quoted(), ref_columns=ref_cols)
+
+
+async def gather(conn: Conn, table: TableFacts, args: AddForeignKeyArgs) -> AddForeignKeyFacts:
+    ref = await catalog.table_facts(conn, QualifiedName.parse(args.ref_table))
+    check_shape(table, ref, args)
+    # Pre-flight, read-only: rows VALIDATE would reject.
+    found = await preflight.orphans(conn, table, args.columns, ref, args.ref_columns)
+    return AddForeignKeyFacts(table=table, referenced=ref, violations=found)
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_foreign_key:add_foreign_key",
+    parse=parse, gather=gather, complete=complete,
     help="Add a FOREIGN KEY on TABLE (COLUMNS...): NOT VALID, then VALIDATE.",
     params=(
         Arg("table"), Arg("columns", many=True),

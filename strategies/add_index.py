@@ -28,10 +28,16 @@ from pgonline.strategies._ddl import (
 )
 from psycopg import sql
 
+from pgonline.catalog import indexes as index_catalog
+from pgonline.catalog import preflight
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql.expressions import expression as parse_expression
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -78,8 +84,55 @@ def default_index_name(table: str, columns: tuple[str, ...], expressions: tuple[
     return derived_name(table, *parts, "idx")
 
 
+def parse(table: str, columns: tuple[str, ...], *, name: str | None = None,
+          unique: bool = False, where: str | None = None, using: str | None = None,
+          expressions: tuple[str, ...] = ()) -> Change[AddIndexArgs]:
+    # Names become identifiers and SQL fragments must parse as exactly one expression.
+    qname = QualifiedName.parse(table)
+    cols = tuple(parse_identifier(c) for c in columns)
+    exprs = tuple(parse_expression(e, "index expression") for e in expressions)
+    return Change(qname, AddIndexArgs(
+        # The table's name as named is the resolved relation's (quoted names are exact).
+        name=default_index_name(qname.name, cols, exprs) if name is None
+        else parse_identifier(name),
+        columns=cols, expressions=exprs, unique=unique,
+        where=None if where is None else parse_expression(where, "WHERE predicate"),
+        using=None if using is None else parse_identifier(using),
+    ))
+
+
+def index_keys(args: AddIndexArgs) -> list[sql.Composable]:
+    """The index's keys as the build spells them: columns first, then ``(expression)``s."""
+    keys: list[sql.Composable] = [sql.Identifier(c) for c in args.columns]
+    return keys + [sql.SQL("({})").format(sql.SQL(e)) for e in args.expressions]
+
+
+async def gather(conn: Conn, table: TableFacts, args: AddIndexArgs) -> AddIndexFacts:
+    if args.columns:
+        require_columns(table, args.columns)
+    if args.using is not None:
+        await index_catalog.require_access_method(conn, args.using)
+    if args.where is not None:
+        await catalog.check_predicate(conn, table, args.where)
+    keys = index_keys(args)
+    if keys:
+        # The server vets the whole definition (opclasses, IMMUTABLE
+        # expressions) on an empty temporary copy of the table.
+        await index_catalog.probe_index(conn, table, keys, unique=args.unique, using=args.using,
+                                        where=args.where)
+    dups = None
+    if args.unique and keys:
+        dups = await preflight.duplicates(conn, table, keys, [*args.columns, *args.expressions],
+                                          args.where)
+    return AddIndexFacts(
+        table=table, partitioned=await index_catalog.is_partitioned(conn, table.oid),
+        existing=await index_catalog.existing_relation(conn, table.schema, args.name, table.oid),
+        duplicates=dups,
+    )
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_index:add_index",
+    parse=parse, gather=gather,
     help="Build an index on TABLE (COLUMNS...) with CREATE INDEX CONCURRENTLY.",
     params=(
         Arg("table"), Arg("columns", many=True, required=False),
@@ -128,8 +181,7 @@ def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
             hint="a unique index cannot be built over duplicates: resolve them first "
             "(the examples show the duplicated values and how often each occurs)",
         )
-    keys: list[sql.Composable] = [sql.Identifier(c) for c in args.columns]
-    keys += [sql.SQL("({})").format(sql.SQL(e)) for e in args.expressions]
+    keys = index_keys(args)
     kind = "unique index" if args.unique else "index"
     step = build_index_step(
         step_id="create-index", table=t, index=args.name, unique=args.unique, keys=keys,

@@ -14,12 +14,18 @@ long lock.
 from __future__ import annotations
 
 from pgonline.strategies._ddl import require_columns
-from pgonline.strategies.add_unique import AddUniqueArgs, AddUniqueFacts, plan_unique_constraint
+from pgonline.strategies.add_unique import (
+    AddUniqueArgs,
+    AddUniqueFacts,
+    gather,
+    parse_key,
+    plan_unique_constraint,
+)
 from psycopg import sql
 
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -29,14 +35,18 @@ def default_pk_name(table: str) -> str:
     return derived_name(table, "pkey")
 
 
+def parse(table: str, columns: tuple[str, ...], *,
+          name: str | None = None) -> Change[AddUniqueArgs]:
+    return parse_key(table, columns, name, lambda rel, _cols: default_pk_name(rel))
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_unique:add_unique",
+    parse=parse, gather=gather,
     help="Add a PRIMARY KEY on TABLE (COLUMNS...) via a concurrently built index.",
     params=(
         Arg("table"), Arg("columns", many=True),
         Opt("--name", "name", help="Constraint name (default: <table>_pkey)."),
     ),
-    fixed=(("primary", True),),
     replaces="`ADD CONSTRAINT ... PRIMARY KEY`",
     does="refuses nullable key columns, reports duplicates; unique index concurrently, "
     "then `USING INDEX`",

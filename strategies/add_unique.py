@@ -11,7 +11,7 @@ What we do instead:
 2. ``ALTER TABLE t ADD CONSTRAINT c UNIQUE USING INDEX c``: ACCESS EXCLUSIVE
    for a catalog update only, since the index already proves uniqueness.
 
-Pre-flight (done by the command, read-only) runs the "find duplicates" query
+Pre-flight (read-only, in :func:`gather`) runs the "find duplicates" query
 for the user (``GROUP BY cols HAVING count(*) > 1``) and refuses with the
 number of duplicate groups and a few examples.  Uniqueness over a subset of
 rows is not a constraint in PostgreSQL: it is a unique *partial index*
@@ -20,6 +20,7 @@ rows is not a constraint in PostgreSQL: it is a unique *partial index*
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import (
@@ -31,10 +32,14 @@ from pgonline.strategies._ddl import (
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
+from pgonline.catalog import indexes as index_catalog
+from pgonline.catalog import preflight
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
-from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.errors import CatalogError, UsageError
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
 
@@ -111,8 +116,43 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
     return Plan(kind, t.display, asdict(args), steps, notes=tuple(notes))
 
 
+def parse_key(table: str, columns: tuple[str, ...], name: str | None,
+              default_name: Callable[[str, tuple[str, ...]], str]) -> Change[AddUniqueArgs]:
+    """The arguments of add-unique and add-primary-key (``default_name(table, columns)``)."""
+    qname = QualifiedName.parse(table)
+    cols = tuple(parse_identifier(c) for c in columns)
+    if not cols:
+        raise UsageError("give at least one column")
+    return Change(qname, AddUniqueArgs(
+        # The table's name as named is the resolved relation's (quoted names are exact).
+        name=default_name(qname.name, cols) if name is None else parse_identifier(name),
+        columns=cols))
+
+
+def parse(table: str, columns: tuple[str, ...], *, name: str | None = None,
+          where: str | None = None) -> Change[AddUniqueArgs]:
+    if where is not None:
+        raise UsageError(
+            "a UNIQUE constraint cannot have a WHERE clause",
+            hint="uniqueness over some rows is a unique partial index: "
+            f"`online add-index {table} {' '.join(columns)} --unique --where {where!r}`",
+        )
+    return parse_key(table, columns, name, default_unique_name)
+
+
+async def gather(conn: Conn, table: TableFacts, args: AddUniqueArgs) -> AddUniqueFacts:
+    require_columns(table, args.columns)
+    # Pre-flight, read-only: the duplicate groups the build would trip over.
+    dups = await preflight.duplicates(conn, table, [sql.Identifier(c) for c in args.columns],
+                                      args.columns)
+    return AddUniqueFacts(
+        table=table, duplicates=dups,
+        existing=await index_catalog.existing_relation(conn, table.schema, args.name, table.oid),
+    )
+
+
 COMMAND = Command(
-    run="pgonline.commands.add_unique:add_unique",
+    parse=parse, gather=gather,
     help="Add a UNIQUE constraint on TABLE (COLUMNS...) via a concurrently built index.",
     params=(
         Arg("table"), Arg("columns", many=True),

@@ -23,10 +23,15 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import require_batch_key, require_columns
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.sql.render import render
 
 
@@ -42,8 +47,35 @@ class BackfillFacts:
     table: TableFacts
 
 
+def parse_assignments(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``col = expr[, col2 = expr2]`` -> (columns, expressions rendered from their parse)."""
+    pairs = expressions.assignments(text, "--set")
+    return tuple(c for c, _ in pairs), tuple(v for _, v in pairs)
+
+
+def parse(table: str, *, set_: str, where: str | None = None) -> Change[BackfillArgs]:
+    qname = QualifiedName.parse(table)
+    columns, values = parse_assignments(set_)
+    return Change(qname, BackfillArgs(
+        columns=columns, values=values,
+        where=None if where is None else expressions.expression(where, "--where")))
+
+
+async def gather(conn: Conn, table: TableFacts, args: BackfillArgs) -> BackfillFacts:
+    require_columns(table, args.columns)
+    await column_catalog.refuse_generated_targets(conn, table, args.columns, "backfill")
+    for col, value in zip(args.columns, args.values, strict=True):
+        facts_col = table.column(col)
+        assert facts_col is not None
+        # The server plans (never runs) the value cast to the column's type.
+        await catalog.check_row_expression(conn, table, value, facts_col.type)
+    if args.where is not None:
+        await catalog.check_predicate(conn, table, args.where)
+    return BackfillFacts(table=table)
+
+
 COMMAND = Command(
-    run="pgonline.commands.backfill_set:backfill",
+    parse=parse, gather=gather,
     help="UPDATE TABLE SET ... [WHERE ...] in short, resumable keyset batches.",
     params=(
         Arg("table"),

@@ -29,11 +29,16 @@ from dataclasses import asdict, dataclass
 
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
 from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 from ._shadow_column import (
@@ -122,8 +127,32 @@ def refuse_generated(t: TableFacts, col: ColumnDetails) -> None:
         )
 
 
+def parse(table: str, column: str, type_: str, *,
+          using: str | None = None) -> Change[ChangeTypeArgs]:
+    return Change(QualifiedName.parse(table), ChangeTypeArgs(
+        column=parse_identifier(column),
+        type_sql=expressions.type_name(type_),
+        using=None if using is None else expressions.expression(using, "USING expression"),
+    ))
+
+
+async def gather(conn: Conn, table: TableFacts, args: ChangeTypeArgs) -> ChangeTypeFacts:
+    details = await column_catalog.column_details(conn, table, args.column)
+    # Before the probes: they would trip over a generation expression.
+    refuse_generated(table, details)
+    new_type = await column_catalog.new_type_facts(conn, details, args.type_sql)
+    source = args.using if args.using is not None else render(sql.Identifier(args.column))
+    await column_catalog.check_conversion(
+        conn, table, args.column, source, new_type.display,
+        f"cannot convert {details.column.type} to {new_type.display}"
+        if args.using is None else "bad USING expression")
+    await column_catalog.check_default_fits(conn, details, new_type.display)
+    return ChangeTypeFacts(server=await catalog.server_facts(conn), table=table,
+                           column=details, new_type=new_type)
+
+
 COMMAND = Command(
-    run="pgonline.commands.change_type:change_type",
+    parse=parse, gather=gather,
     help="""Change COLUMN of TABLE to NEWTYPE: in place when no rewrite is needed, else via a
     shadow column, trigger, backfill and a milliseconds-long cut-over.""",
     params=(

@@ -17,15 +17,19 @@ plan.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import PreflightError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 
@@ -48,8 +52,27 @@ def dependents_text(col: ColumnDetails) -> str:
     return "dependent objects that go with it: " + "; ".join(d.label for d in col.dependents)
 
 
+def parse(table: str, column: str, *, confirm: bool = False) -> Change[DropColumnArgs]:
+    return Change(QualifiedName.parse(table),
+                  DropColumnArgs(column=parse_identifier(column), confirm=confirm))
+
+
+async def gather(conn: Conn, table: TableFacts, args: DropColumnArgs) -> DropColumnFacts:
+    return DropColumnFacts(server=await catalog.server_facts(conn), table=table,
+                           column=await column_catalog.column_details(conn, table, args.column))
+
+
+def preview(args: DropColumnArgs) -> tuple[DropColumnArgs, str] | None:
+    """A dry run changes nothing, so without --confirm it shows the plan --confirm would run
+    (and says so) instead of refusing like the real run does."""
+    if args.confirm:
+        return None
+    return (replace(args, confirm=True),
+            "without --confirm this command refuses: it discards the column's data for good")
+
+
 COMMAND = Command(
-    run="pgonline.commands.drop_column:drop_column",
+    parse=parse, gather=gather, preview=preview,
     help="Drop COLUMN of TABLE under lock_timeout, after listing what depends on it.",
     params=(
         Arg("table"), Arg("column"),

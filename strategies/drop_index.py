@@ -23,10 +23,13 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import drop_index_concurrently, index_exists_query
 from psycopg import sql
 
+from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog.facts import DropIndexFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, strategy
+from pgonline.registry import Arg, Change, Command, strategy
+from pgonline.sql.identifiers import QualifiedName
 from pgonline.sql.render import render
 
 _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
@@ -49,8 +52,19 @@ def recreate_concurrently(definition: str) -> str:
     raise ValueError(f"unexpected index definition: {definition!r}")  # pragma: no cover
 
 
+def parse(name: str) -> Change[DropIndexArgs]:
+    index = QualifiedName.parse(name)
+    # The index name as given (not resolved) is the command's argument: an
+    # interrupted run whose index is already gone must still find its job.
+    return Change(index, DropIndexArgs(index=index.quoted()))
+
+
+async def gather(conn: Conn, index: QualifiedName, args: DropIndexArgs) -> DropIndexFacts:
+    return await index_catalog.index_by_name(conn, index)
+
+
 COMMAND = Command(
-    run="pgonline.commands.drop_index:drop_index",
+    parse=parse, gather=gather, on_index=True,
     help="Drop index NAME with DROP INDEX CONCURRENTLY (refused for constraint indexes).",
     params=(Arg("name"),),
     replaces="`DROP INDEX`",

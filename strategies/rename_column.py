@@ -30,11 +30,15 @@ from dataclasses import asdict, dataclass, replace
 
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Command, strategy
+from pgonline.registry import Arg, Change, Command, strategy
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 from ._shadow_column import ShadowPlan, build_steps, refuse_unmovable
@@ -75,8 +79,18 @@ def _sync_body(old: sql.Identifier, new: sql.Identifier, has_equality: bool) -> 
     ).format(old=old, new=new, new_changed=changed(new))
 
 
+def parse(table: str, old: str, new: str) -> Change[RenameColumnArgs]:
+    return Change(QualifiedName.parse(table),
+                  RenameColumnArgs(column=parse_identifier(old), new_name=parse_identifier(new)))
+
+
+async def gather(conn: Conn, table: TableFacts, args: RenameColumnArgs) -> RenameColumnFacts:
+    return RenameColumnFacts(server=await catalog.server_facts(conn), table=table,
+                             column=await column_catalog.column_details(conn, table, args.column))
+
+
 COMMAND = Command(
-    run="pgonline.commands.rename_column:rename_column",
+    parse=parse, gather=gather,
     help="""Rename OLD to NEW so that old and new application code both work meanwhile.
 
     Run --phase expand, then --phase backfill, deploy code using NEW, then --phase contract.

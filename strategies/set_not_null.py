@@ -43,10 +43,16 @@ from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
+from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import preflight
+from pgonline.catalog import tables as catalog
 from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, PreflightError
-from pgonline.registry import Arg, Command, Opt, strategy
+from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
 
@@ -63,8 +69,29 @@ class SetNotNullFacts:
     null_rows: int
 
 
+def parse(table: str, column: str, *, backfill: str | None = None) -> Change[SetNotNullArgs]:
+    return Change(QualifiedName.parse(table), SetNotNullArgs(
+        column=parse_identifier(column),
+        backfill=None if backfill is None else expressions.expression(backfill,
+                                                                      "backfill expression"),
+    ))
+
+
+async def gather(conn: Conn, table: TableFacts, args: SetNotNullArgs) -> SetNotNullFacts:
+    require_columns(table, (args.column,))
+    col = table.column(args.column)
+    assert col is not None
+    if args.backfill is not None:
+        # The fill trigger computes it one row at a time: refuse aggregates,
+        # window and set-returning functions before anything changes.
+        await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column)
+    # Pre-flight, read-only: how many rows would VALIDATE reject?
+    nulls = 0 if col.not_null else await preflight.count_nulls(conn, table, args.column)
+    return SetNotNullFacts(server=await catalog.server_facts(conn), table=table, null_rows=nulls)
+
+
 COMMAND = Command(
-    run="pgonline.commands.set_not_null:set_not_null",
+    parse=parse, gather=gather,
     help="Make COLUMN of TABLE NOT NULL via a validated CHECK (no long lock).",
     params=(
         Arg("table"), Arg("column"),

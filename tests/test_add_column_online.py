@@ -10,11 +10,10 @@ import anyio
 import psycopg
 import pytest
 
-from pgonline.commands.add_column import add_column
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
 from pgonline.engine.backfill import BatchOptions
-from pgonline.engine.change import RunContext
+from pgonline.engine.change import RunContext, run_command
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from tests.conftest import spawn_online
@@ -45,7 +44,7 @@ def test_concurrent_writers_lose_no_update_and_every_row_is_backfilled(db, dsn):
     async def scenario() -> Workload:
         async with Workload(dsn, clients=4, max_id=ROWS, write_ratio=0.6, insert_ratio=0.05) as w:
             await anyio.sleep(0.2)
-            await add_column(_ctx(dsn), "users", "score", "int", default="(random() * 100)::int",
+            await _add_column(_ctx(dsn), "users", "score", "int", default="(random() * 100)::int",
                              not_null=True)
             await anyio.sleep(0.2)
         return w
@@ -141,7 +140,7 @@ def test_blocked_ddl_gives_up_within_lock_timeout_retries_and_never_queues_reade
     try:
         with reader_latencies(dsn, "SELECT email FROM users WHERE id = 7") as latencies:
             t0 = time.monotonic()
-            anyio.run(lambda: add_column(_ctx(dsn, lock_timeout_ms=200), "users", "flag", "bool",
+            anyio.run(lambda: _add_column(_ctx(dsn, lock_timeout_ms=200), "users", "flag", "bool",
                                          default="true"))
             elapsed = time.monotonic() - t0
     finally:
@@ -168,3 +167,8 @@ def test_lock_never_obtained_exits_5_and_leaves_the_table_unchanged(db, dsn, onl
     assert "gave up after 2 attempts" in r.err and "55P03" in r.err
     assert "flag" not in columns(db, "users")
     assert db.execute("SELECT status FROM pgonline.jobs").fetchone() == ("failed",)
+
+
+def _add_column(ctx, *values, **options):
+    """``online add-column VALUES...`` in-process."""
+    return run_command(ctx, "add-column", *values, **options)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from pgonline.strategies.backfill_set import parse_assignments
 
-from pgonline.commands.backfill_set import parse_assignments
 from pgonline.errors import UsageError
 from tests.conftest import spawn_online
 from tests.support.online_load import assert_stayed_online, crash, online_under_load, wait_for

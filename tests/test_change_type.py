@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pgonline.commands.change_type import change_type
 from pgonline.devtools.workload import Workload
+from pgonline.engine.change import run_command
 from pgonline.engine.plan import Phase
 from pgonline.sql.names import helper_column_name, helper_name
 from tests.conftest import spawn_online
@@ -74,7 +74,7 @@ def test_int_to_bigint_on_serial_primary_key_under_load_keeps_values_and_ids(db,
         seen[phase] = len(w.stats.inserted_ids)
 
     w = run_phases_under_load(
-        dsn, lambda c: change_type(c, "accounts", "id", "bigint"), max_id=ROWS,
+        dsn, lambda c: _change_type(c, "accounts", "id", "bigint"), max_id=ROWS,
         table="accounts", write_ratio=0.5, insert_ratio=0.05, between=between)
 
     assert_app_never_stalled(w)
@@ -114,7 +114,7 @@ def test_changing_a_column_the_application_updates_loses_no_write(db, dsn, monke
     async def between(phase: Phase | None, w: Workload) -> None:
         ops[phase] = sum(w.stats.increments.values())
 
-    w = run_phases_under_load(dsn, lambda c: change_type(c, "users", "hits", "bigint"),
+    w = run_phases_under_load(dsn, lambda c: _change_type(c, "users", "hits", "bigint"),
                               max_id=5000, write_ratio=0.7, between=between)
     assert_app_never_stalled(w)
     assert ops[Phase.BACKFILL] > ops[Phase.EXPAND]  # updates landed during the backfill
@@ -317,3 +317,8 @@ def test_using_that_yields_null_on_a_not_null_column_stops_before_any_constraint
     r = online("rollback", "1")
     assert r.code == 0, r.err
     assert schema_snapshot(db) == snap
+
+
+def _change_type(ctx, *values, **options):
+    """``online change-type VALUES...`` in-process."""
+    return run_command(ctx, "change-type", *values, **options)

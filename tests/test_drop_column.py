@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import psycopg
 
-from pgonline.commands.drop_column import drop_column
 from pgonline.devtools.workload import Workload
+from pgonline.engine.change import run_command
 from tests.support.column_changes import assert_app_never_stalled, ctx, job_status
 from tests.support.tables import columns, create_users, schema_snapshot
 
@@ -86,7 +86,7 @@ def test_dropping_under_load_never_stalls_the_application(db, dsn):
     async def scenario() -> Workload:
         async with Workload(dsn, clients=4, max_id=20_000, write_ratio=0.5, insert_ratio=0.05) as w:
             await anyio.sleep(0.3)
-            await drop_column(ctx(dsn), "users", "email", confirm=True)
+            await _drop_column(ctx(dsn), "users", "email", confirm=True)
             await anyio.sleep(0.3)
         return w
 
@@ -129,3 +129,8 @@ def test_bad_input_is_refused_with_a_clear_error(db, online):
         r = online("drop-column", *args)
         assert (r.code, text in r.err) == (code, True), (args, r.err)
         assert schema_snapshot(db) == snap
+
+
+def _drop_column(ctx, *values, **options):
+    """``online drop-column VALUES...`` in-process."""
+    return run_command(ctx, "drop-column", *values, **options)

@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pgonline.commands.rename_column import rename_column
 from pgonline.devtools.workload import Workload
+from pgonline.engine.change import run_command
 from pgonline.engine.plan import Phase
 from tests.conftest import spawn_online
 from tests.support.column_changes import (
@@ -56,7 +56,7 @@ def test_old_and_new_application_code_both_work_between_phases_under_load(db, ds
             checks["diverged"] = db.execute(
                 "SELECT count(*) FROM users WHERE email IS DISTINCT FROM contact").fetchone()
 
-    w = run_phases_under_load(dsn, lambda c: rename_column(c, "users", "email", "contact"),
+    w = run_phases_under_load(dsn, lambda c: _rename_column(c, "users", "email", "contact"),
                               max_id=ROWS, write_ratio=0.5, insert_ratio=0.05, between=between)
     old_app.close()
     assert_app_never_stalled(w)
@@ -168,3 +168,8 @@ def test_bad_input_is_refused_with_a_clear_error_and_nothing_changes(db, online)
         assert (r.code, text in r.err) == (code, True), (args, r.err)
         assert r.err.startswith("error: ")
         assert schema_snapshot(db) == snap
+
+
+def _rename_column(ctx, *values, **options):
+    """``online rename-column VALUES...`` in-process."""
+    return run_command(ctx, "rename-column", *values, **options)

@@ -31,16 +31,15 @@ def test_only_planner_only_kinds_have_no_command():
     assert set(known_strategies()) - set(known_commands()) == {"create-index"}
 
 
-def test_every_declared_command_function_takes_exactly_its_declared_parameters():
+def test_every_declared_parse_takes_exactly_its_declared_parameters():
     import inspect
 
-    from pgonline.cli.changes import _function
     from pgonline.registry import Arg
 
     for kind, declared in known_commands().items():
-        fn = _function(declared.run)
         positional = [None for p in declared.params if isinstance(p, Arg)]
         options = {p.name: None for p in declared.params if not isinstance(p, Arg)}
-        # Raises TypeError on a parameter the function does not take (or lacks).
-        inspect.signature(fn).bind(None, *positional, **options, **dict(declared.fixed))
-        assert inspect.iscoroutinefunction(fn), kind
+        # Raises TypeError on a parameter parse does not take (or lacks).
+        inspect.signature(declared.parse).bind(*positional, **options)
+        assert not inspect.iscoroutinefunction(declared.parse), kind  # pure, before connecting
+        assert inspect.iscoroutinefunction(declared.gather), kind

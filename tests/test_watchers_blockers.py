@@ -9,10 +9,9 @@ import time
 import anyio
 import psycopg
 
-from pgonline.commands.add_column import add_column
 from pgonline.connection import SessionSettings
 from pgonline.devtools.workload import Workload
-from pgonline.engine.change import RunContext
+from pgonline.engine.change import RunContext, run_command
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.safety.throttle import Throttles
@@ -119,7 +118,7 @@ def test_cancelling_a_blocker_spares_concurrent_application_writers(db, dsn):
             throttles=Throttles(cancel_blockers_after_s=1.0), out=lambda _: None)
         async with Workload(dsn, clients=3, max_id=2000, write_ratio=0.7) as w:
             await anyio.sleep(0.3)
-            await add_column(ctx, "users", "x", "int")
+            await _add_column(ctx, "users", "x", "int")
             await anyio.sleep(0.3)
         return w
 
@@ -131,3 +130,8 @@ def test_cancelling_a_blocker_spares_concurrent_application_writers(db, dsn):
     hits = dict(db.execute("SELECT id, hits FROM users").fetchall())
     assert all(hits[i] == n for i, n in w.stats.increments.items())
     assert "x" in columns(db, "users")
+
+
+def _add_column(ctx, *values, **options):
+    """``online add-column VALUES...`` in-process."""
+    return run_command(ctx, "add-column", *values, **options)

@@ -4,29 +4,55 @@ A strategy module in ``pgonline.strategies`` decorates its planning function
 with :func:`strategy`; :func:`known_strategies` discovers every module of that
 package on first use, so adding a change kind never touches a central switch.
 
-A kind that users run directly also declares its command (:class:`Command`):
-the positional arguments and options, the help text and the async command
-function that gathers the facts and runs the plan.  The ``online`` CLI
-generates one click command per declaration (``pgonline.cli.changes``), and
-``online plan``, the docs' strategy index and the other modules name a kind
-through :func:`kind_of` its planner, so the kind string is written once, in
-its strategy module.  The declaration is plain data: strategies stay pure and
-import neither click nor the commands (the command function is named by its
-import path).
+A kind that users run directly also declares its command (:class:`Command`),
+which holds the rest of the change kind, in the same module as its planner:
+
+* the command line (positional arguments, options, help text) and ``parse``,
+  a pure function from those values to a :class:`Change` (the table and the
+  strategy's validated arguments dataclass), run before connecting;
+* ``gather``, which collects the planner's facts through the catalog
+  package (and ``complete`` for arguments that depend on the catalog, such
+  as a foreign key's referenced primary key).
+
+The ``online`` CLI generates one click command per declaration
+(``pgonline.cli.changes``); ``migrate up --online`` recognisers build the
+same :class:`Change` from a statement's parse tree; both run it through one
+envelope (``pgonline.engine.change.run_change``).  ``online plan``, the
+docs' strategy index and the other modules name a kind through
+:func:`kind_of` its planner, so the kind string is written once, in its
+strategy module.  Nothing here imports click or the engine's executor:
+strategies only declare.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pgonline.engine.plan import Plan
+from pgonline.sql.identifiers import QualifiedName
 
 PlanFn = Callable[..., Plan]
 F = TypeVar("F", bound=PlanFn)
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Change(Generic[A]):
+    """One change as asked for, validated but not yet looked up.
+
+    ``relation`` is what the user named (a table; an index for drop-index),
+    not yet resolved against search_path.  ``args`` is the strategy's
+    arguments dataclass; once completed (:attr:`Command.complete`) it is the
+    job's recorded arguments, so it must stay the same for the same command
+    line from one version to the next (a re-run finds its job by them).
+    """
+
+    relation: QualifiedName
+    args: A
 
 
 @dataclass(frozen=True)
@@ -54,20 +80,34 @@ class Opt:
     hidden: bool = False
 
 
+# async (conn, facts of the relation, args) -> the planner's facts.  The facts
+# of the relation are TableFacts, or the index's name for an index change.
+Gather = Callable[..., Awaitable[Any]]
+
+
 @dataclass(frozen=True)
 class Command:
-    """How users run a change kind: ``online <kind> ARGS... [OPTIONS]``."""
+    """How users run a change kind: ``online <kind> ARGS... [OPTIONS]``, and its facts."""
 
-    run: str  # "module:function" of the async command function (ctx, *args, **options)
     help: str  # the first line is the summary in ``online --help``
+    # (*positional values, **options) -> Change; pure: raises UsageError on bad input.
+    parse: Callable[..., Change[Any]]
+    gather: Gather
     params: tuple[Arg | Opt, ...] = ()
+    # async (conn, args) -> args: arguments that depend on the catalog, settled
+    # before the job is looked up by them (add-foreign-key's referenced key).
+    complete: Callable[[Any, Any], Awaitable[Any]] | None = None
+    # The change names an index, not a table: its job is journaled under the
+    # index's table, and ``gather`` gets the index's name.
+    on_index: bool = False
+    # args -> (args, note) or None: what a dry run plans instead, and why
+    # (drop-column without --confirm shows what --confirm would run).
+    preview: Callable[[Any], tuple[Any, str] | None] | None = None
     # For the strategy index (README): the statement it replaces, what it does
     # instead, and its page under docs/strategies/ (default: the kind).
     replaces: str = ""
     does: str = ""
     doc: str | None = None
-    # Extra keyword arguments for the command function (a function serving two kinds).
-    fixed: tuple[tuple[str, Any], ...] = ()
 
 
 _REGISTRY: dict[str, PlanFn] = {}
@@ -114,6 +154,18 @@ def known_commands() -> dict[str, Command]:
     """Every change kind users run directly, with its command declaration."""
     _discover()
     return dict(_COMMANDS)
+
+
+def planner(kind: str) -> PlanFn:
+    """The planning function of change kind ``kind``."""
+    _discover()
+    return _REGISTRY[kind]
+
+
+def command(kind: str) -> Command:
+    """The command declaration of change kind ``kind`` (KeyError for a planner-only kind)."""
+    _discover()
+    return _COMMANDS[kind]
 
 
 def kind_of(fn: PlanFn) -> str:

@@ -1,27 +1,22 @@
 """One click command per change kind, generated from the strategy registry.
 
 Each strategy module declares its command (:class:`pgonline.registry.Command`):
-arguments, options, help and the async command function.  This module turns
-each declaration into ``online <kind>`` with the shared ``--dsn`` and
-execution/safety options (:mod:`pgonline.cli.options`), so adding a change
-kind adds its command without touching the CLI.
+arguments, options, help, and ``parse`` from those values to a Change.  This
+module turns each declaration into ``online <kind>`` with the shared
+``--dsn`` and execution/safety options (:mod:`pgonline.cli.options`), so
+adding a change kind adds its command without touching the CLI.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import click
 
 from pgonline.cli.main import report, run_async
 from pgonline.cli.options import build_context, dsn_option, exec_options
-from pgonline.engine.change import ChangeOutcome
+from pgonline.engine.change import ChangeOutcome, run_change
 from pgonline.registry import Arg, Command, Opt, known_commands
-
-CommandFn = Callable[..., Awaitable[ChangeOutcome]]
 
 
 def register(cli: click.Group) -> None:
@@ -35,8 +30,11 @@ def build_command(kind: str, declared: Command) -> click.Command:
     def callback(**kw: Any) -> None:
         ctx = build_context(kw.pop("dsn"), kw)  # takes the shared options out of kw
         positional = [kw.pop(p.name) for p in declared.params if isinstance(p, Arg)]
-        run = functools.partial(_function(declared.run), ctx, *positional, **kw,
-                                **dict(declared.fixed))
+
+        async def run() -> ChangeOutcome:
+            # Parsed inside the async core, whose error mapping covers usage errors.
+            return await run_change(ctx, kind, declared.parse(*positional, **kw))
+
         report(run_async(run))
 
     params = [_parameter(p) for p in declared.params] + _shared_parameters()
@@ -64,10 +62,3 @@ def _parameter(p: Arg | Opt) -> click.Parameter:
     return click.Option([p.flag, p.name], help=p.help, metavar=p.metavar, is_flag=p.is_flag,
                         multiple=p.many, required=p.required, type=kind, hidden=p.hidden,
                         **extra)
-
-
-def _function(path: str) -> CommandFn:
-    """The command function ``module:name``, imported when the command runs (fast --help)."""
-    module, _, name = path.partition(":")
-    fn: CommandFn = getattr(importlib.import_module(module), name)
-    return fn

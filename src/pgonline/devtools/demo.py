@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import anyio
 import psycopg
 
-from pgonline.commands.add_column import add_column
 from pgonline.connection import SessionSettings, connection, redact, with_database
 from pgonline.devtools.workload import Workload, WorkloadStats
-from pgonline.engine.change import RunContext
+from pgonline.engine.change import RunContext, run_command
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.output import table
+from pgonline.registry import kind_of
+from pgonline.strategies.add_column import plan_add_column
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ async def demo(*, rows: int, writers: int, dsn: str | None, out: Callable[[str],
             ):
                 out(f"\nonline add-column users {title}")
                 start = time.monotonic() - load.t0
-                outcome = await add_column(ctx, "users", **kwargs)  # type: ignore[arg-type]
+                outcome = await run_command(ctx, kind_of(plan_add_column), "users", **kwargs)
                 end = time.monotonic() - load.t0
                 changes.append((title, start, end, outcome.plan.notes[0] if outcome.plan.notes
                                 else ""))

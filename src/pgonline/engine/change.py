@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from pgonline import registry
+from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import tables as catalog
-from pgonline.catalog.facts import TableFacts
 from pgonline.connection import Conn, connection
 from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
 from pgonline.engine.progress import Progress
 from pgonline.errors import JobError, PgOnlineError
+from pgonline.registry import Change
 from pgonline.safety.throttle import Throttles
 from pgonline.sql.identifiers import QualifiedName
 
@@ -187,23 +189,63 @@ def _executor(ctx: RunContext) -> Executor:
     return Executor(ctx.dsn, ctx.options, ctx.progress, ctx.throttles)
 
 
-async def change_table(ctx: RunContext, table: QualifiedName, kind: str, args: Any,
-                       make_plan: Callable[[Conn, TableFacts], Awaitable[Plan]]) -> ChangeOutcome:
-    """The envelope of a change to one table: resolve it, then resume or plan and run.
+async def run_command(ctx: RunContext, kind: str, *values: Any,
+                      **options: Any) -> ChangeOutcome:
+    """``online <kind> VALUES... --OPTIONS``, called from Python: parse, then run.
 
-    ``args`` is the strategy's (validated) arguments dataclass; ``make_plan``
-    gathers whatever else the strategy needs from fresh table facts.  Commands
-    whose arguments depend on the resolved name (default index names) call
-    :func:`plan_and_run` directly.
+    ``values`` and ``options`` are what the command line passes (strings,
+    flags and tuples, named as in the kind's :class:`~pgonline.registry.Command`).
     """
+    return await run_change(ctx, kind, registry.command(kind).parse(*values, **options))
+
+
+async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeOutcome:
+    """The envelope of every change: resolve its relation, then resume or plan and run.
+
+    The command line and ``migrate up --online`` both end here, with the
+    same :class:`Change` for the same change, so they find each other's jobs.
+    """
+    declared = registry.command(kind)
+    plan_fn = registry.planner(kind)
     async with connection(ctx.dsn) as conn:
         started = await server_now(conn)
-        _, schema, rel = await catalog.resolve_table(conn, table)
-        resolved = QualifiedName(schema, rel)
+        args = change.args  # recorded in the job: the twin lookup compares them
+        if declared.on_index:
+            target = await _index_job_target(conn, kind, change.relation, args)
+        else:
+            _, schema, rel = await catalog.resolve_table(conn, change.relation)
+            resolved = QualifiedName(schema, rel)
+            target = resolved.quoted()
+            if declared.complete is not None:
+                args = await declared.complete(conn, args)
+        # A dry run may plan other arguments than it records (a preview).
+        previewed = declared.preview(args) if ctx.dry_run and declared.preview else None
+        planned, note = previewed if previewed is not None else (args, None)
 
-        async def planner() -> Plan:
-            return await make_plan(conn, await catalog.table_facts(conn, resolved))
+        async def make_plan() -> Plan:
+            relation: Any = (change.relation if declared.on_index
+                             else await catalog.table_facts(conn, resolved))
+            plan = plan_fn(await declared.gather(conn, relation, planned), planned)
+            return plan if note is None else replace(plan, notes=(note, *plan.notes))
 
-        return await plan_and_run(ctx, conn, kind, resolved.quoted(), asdict(args), planner,
+        return await plan_and_run(ctx, conn, kind, target, asdict(args), make_plan,
                                   started=started)
 
+
+async def _index_job_target(conn: Conn, kind: str, index: QualifiedName, args: Any) -> str:
+    """The target an index change's job is journaled under: the index's table.
+
+    The plan's target is the table (its lock is what the step waits for and
+    what one-job-per-table keys on), so the command must look its job up by
+    the table too.  Once the index is gone the catalog no longer knows the
+    table; the newest job of this very command does -- a run that crashed
+    after the drop, or an identical command that ran at the same moment.
+    """
+    table = await index_catalog.table_of_index(conn, index)
+    if table is not None:
+        return table
+    if await journal.schema_version(conn) is not None:
+        last = await journal.latest_of_command(conn, kind, asdict(args))
+        if last is not None:
+            return str(last.target)
+    return index.quoted()

@@ -39,7 +39,7 @@ from pglast.stream import RawStream
 from psycopg import sql
 
 from pgonline.connection import connection
-from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run
+from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run, run_command
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement
@@ -169,12 +169,11 @@ def _add_column(node: ast.Node) -> Rewrite | None:
     colname = str(col.colname)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.add_column import add_column
-
         if if_not_exists and await _column_exists(ctx.dsn, table, colname):
             ctx.out(f"column {column} already exists in {table}: skipped (IF NOT EXISTS)")
             return None
-        return await add_column(ctx, table, column, type_sql, default=default, not_null=not_null)
+        return await run_command(ctx, kind_of(plan_add_column), table, column, type_sql,
+                                 default=default, not_null=not_null)
 
     shown = ".".join(p for p in (node.relation.schemaname, node.relation.relname) if p)
     bits = [colname, type_sql] + (["NOT NULL"] if not_null else []) + (
@@ -327,14 +326,13 @@ def _create_index(node: ast.Node) -> Rewrite | None:
     if_not_exists = bool(node.if_not_exists)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.add_index import add_index
-
         if if_not_exists and node.idxname and await _index_name_taken(ctx.dsn, table,
                                                                       str(node.idxname)):
             ctx.out(f"relation {name} already exists: skipped (IF NOT EXISTS)")
             return None
-        return await add_index(ctx, table, tuple(_q(c) for c in cols), name=name, unique=unique,
-                               where=where, using=using, expressions=exprs)
+        return await run_command(ctx, kind_of(plan_add_index), table, tuple(_q(c) for c in cols),
+                                 name=name, unique=unique, where=where, using=using,
+                                 expressions=exprs)
 
     bits = [shown, *map(_d, cols), *(f"--expression {e!r}" for e in exprs)]
     bits += [f"--name {_d(str(node.idxname))}"] if node.idxname else []
@@ -435,12 +433,10 @@ def _drop_index(node: ast.Node) -> Rewrite | None:
     missing_ok = bool(node.missing_ok)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.drop_index import drop_index
-
         if missing_ok and await _relation_missing(ctx.dsn, index):
             ctx.out(f"index {index} does not exist: skipped (IF EXISTS)")
             return None
-        return await drop_index(ctx, index)
+        return await run_command(ctx, kind_of(plan_drop_index), index)
 
     return _rewrite(plan_drop_index, [".".join(_d(p) for p in key if p)], run)
 
@@ -511,9 +507,7 @@ def _set_not_null(node: ast.Node) -> Rewrite | None:
     column = _q(str(cmd.name))
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.set_not_null import set_not_null
-
-        return await set_not_null(ctx, table, column)
+        return await run_command(ctx, kind_of(plan_set_not_null), table, column)
 
     return _rewrite(plan_set_not_null, [_shown(node.relation), _d(str(cmd.name))],
                     _if_table_exists(node, table, run))
@@ -534,9 +528,7 @@ def _add_check(node: ast.Node) -> Rewrite | None:
     expression = _render(con.raw_expr)
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.add_check import add_check
-
-        return await add_check(ctx, table, name, expression)
+        return await run_command(ctx, kind_of(plan_add_check), table, name, expression)
 
     return _rewrite(plan_add_check, [_shown(node.relation), _d(str(con.conname)), repr(expression)],
                     _if_table_exists(node, table, run))
@@ -573,10 +565,8 @@ def _add_foreign_key(node: ast.Node) -> Rewrite | None:
     on_delete = _ON_DELETE.get(con.fk_del_action or "a")
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.add_foreign_key import add_foreign_key
-
-        return await add_foreign_key(ctx, table, tuple(map(_q, cols)), references=references,
-                                     name=name, on_delete=on_delete)
+        return await run_command(ctx, kind_of(plan_add_foreign_key), table, tuple(map(_q, cols)),
+                                 references=references, name=name, on_delete=on_delete)
 
     shown_ref = _shown(con.pktable) + (f"({', '.join(map(_d, ref_cols))})" if ref_cols else "")
     bits = [_shown(node.relation), *map(_d, cols), f"--references '{shown_ref}'"]
@@ -600,9 +590,8 @@ def _add_unique(node: ast.Node) -> Rewrite | None:
     primary = con.contype is enums.ConstrType.CONSTR_PRIMARY
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
-        from pgonline.commands.add_unique import add_unique
-
-        return await add_unique(ctx, table, tuple(map(_q, cols)), name=name, primary=primary)
+        return await run_command(ctx, kind_of(plan_add_primary_key if primary else plan_add_unique),
+                                 table, tuple(map(_q, cols)), name=name)
 
     bits = [_shown(node.relation), *map(_d, cols)]
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []

@@ -1,1 +1,0 @@
-"""Typed command functions; ``pgonline.cli.main`` is a thin click layer over them."""
