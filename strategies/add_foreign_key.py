@@ -134,16 +134,25 @@ def parse(table: str, columns: tuple[str, ...], *, references: str, name: str | 
           on_delete: str | None = None) -> Change[AddForeignKeyArgs]:
     qname = QualifiedName.parse(table)
     cols = tuple(parse_identifier(c) for c in columns)
-    if not cols:
-        raise UsageError("give at least one referencing column")
     ref_name, ref_cols = parse_reference(references)
-    action = None if on_delete is None else " ".join(on_delete.lower().split())
-    if action is not None and action not in ON_DELETE_ACTIONS:
+    return fk_change(qname, cols, ref_name, ref_cols,
+                     name=None if name is None else parse_identifier(name),
+                     on_delete=None if on_delete is None else " ".join(on_delete.lower().split()))
+
+
+def fk_change(table: QualifiedName, columns: tuple[str, ...], ref_table: QualifiedName,
+              ref_columns: tuple[str, ...], *, name: str | None,
+              on_delete: str | None) -> Change[AddForeignKeyArgs]:
+    """The change from validated values (the command line's, or an ADD FOREIGN KEY's)."""
+    if not columns:
+        raise UsageError("give at least one referencing column")
+    if on_delete is not None and on_delete not in ON_DELETE_ACTIONS:
         raise UsageError(f"--on-delete must be one of: {', '.join(ON_DELETE_ACTIONS)}")
-    return Change(qname, AddForeignKeyArgs(
+    return Change(table, AddForeignKeyArgs(
         # The table's name as named is the resolved relation's (quoted names are exact).
-        name=default_fk_name(qname.name, cols) if name is None else parse_identifier(name),
-        columns=cols, ref_table=ref_name.quoted(), ref_columns=ref_cols, on_delete=action,
+        name=default_fk_name(table.name, columns) if name is None else name,
+        columns=columns, ref_table=ref_table.quoted(), ref_columns=ref_columns,
+        on_delete=on_delete,
     ))
 
 

@@ -88,16 +88,22 @@ def parse(table: str, columns: tuple[str, ...], *, name: str | None = None,
           unique: bool = False, where: str | None = None, using: str | None = None,
           expressions: tuple[str, ...] = ()) -> Change[AddIndexArgs]:
     # Names become identifiers and SQL fragments must parse as exactly one expression.
-    qname = QualifiedName.parse(table)
-    cols = tuple(parse_identifier(c) for c in columns)
-    exprs = tuple(parse_expression(e, "index expression") for e in expressions)
-    return Change(qname, AddIndexArgs(
-        # The table's name as named is the resolved relation's (quoted names are exact).
-        name=default_index_name(qname.name, cols, exprs) if name is None
-        else parse_identifier(name),
-        columns=cols, expressions=exprs, unique=unique,
+    return index_change(
+        QualifiedName.parse(table), tuple(parse_identifier(c) for c in columns),
+        tuple(parse_expression(e, "index expression") for e in expressions),
+        name=None if name is None else parse_identifier(name), unique=unique,
         where=None if where is None else parse_expression(where, "WHERE predicate"),
-        using=None if using is None else parse_identifier(using),
+        using=None if using is None else parse_identifier(using))
+
+
+def index_change(table: QualifiedName, columns: tuple[str, ...], expressions: tuple[str, ...],
+                 *, name: str | None, unique: bool, where: str | None,
+                 using: str | None) -> Change[AddIndexArgs]:
+    """The change from validated values (the command line's, or a CREATE INDEX statement's)."""
+    return Change(table, AddIndexArgs(
+        # The table's name as named is the resolved relation's (quoted names are exact).
+        name=default_index_name(table.name, columns, expressions) if name is None else name,
+        columns=columns, expressions=expressions, unique=unique, where=where, using=using,
     ))
 
 

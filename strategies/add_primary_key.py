@@ -37,7 +37,12 @@ def default_pk_name(table: str) -> str:
 
 def parse(table: str, columns: tuple[str, ...], *,
           name: str | None = None) -> Change[AddUniqueArgs]:
-    return parse_key(table, columns, name, lambda rel, _cols: default_pk_name(rel))
+    return parse_key(table, columns, name, pk_name)
+
+
+def pk_name(table: str, _columns: tuple[str, ...]) -> str:
+    """The default name, in the form :func:`~pgonline.strategies.add_unique.key_change` takes."""
+    return default_pk_name(table)
 
 
 COMMAND = Command(

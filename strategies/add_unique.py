@@ -119,14 +119,18 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
 def parse_key(table: str, columns: tuple[str, ...], name: str | None,
               default_name: Callable[[str, tuple[str, ...]], str]) -> Change[AddUniqueArgs]:
     """The arguments of add-unique and add-primary-key (``default_name(table, columns)``)."""
-    qname = QualifiedName.parse(table)
-    cols = tuple(parse_identifier(c) for c in columns)
-    if not cols:
+    return key_change(QualifiedName.parse(table), tuple(parse_identifier(c) for c in columns),
+                      None if name is None else parse_identifier(name), default_name)
+
+
+def key_change(table: QualifiedName, columns: tuple[str, ...], name: str | None,
+               default_name: Callable[[str, tuple[str, ...]], str]) -> Change[AddUniqueArgs]:
+    """The change from validated values (the command line's, or an ADD CONSTRAINT's)."""
+    if not columns:
         raise UsageError("give at least one column")
-    return Change(qname, AddUniqueArgs(
+    return Change(table, AddUniqueArgs(
         # The table's name as named is the resolved relation's (quoted names are exact).
-        name=default_name(qname.name, cols) if name is None else parse_identifier(name),
-        columns=cols))
+        name=default_name(table.name, columns) if name is None else name, columns=columns))
 
 
 def parse(table: str, columns: tuple[str, ...], *, name: str | None = None,

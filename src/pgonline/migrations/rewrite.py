@@ -33,29 +33,31 @@ from __future__ import annotations
 import copy
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
 from pgonline.connection import connection
-from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run, run_command
+from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run, run_change
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.migrations.splitting import Statement
-from pgonline.registry import PlanFn, kind_of
-from pgonline.sql.identifiers import QualifiedName
+from pgonline.registry import Change, PlanFn, kind_of
+from pgonline.sql import expressions
+from pgonline.sql.identifiers import QualifiedName, identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
-from pgonline.strategies.add_check import plan_add_check
-from pgonline.strategies.add_column import plan_add_column
-from pgonline.strategies.add_foreign_key import plan_add_foreign_key
-from pgonline.strategies.add_index import plan_add_index
-from pgonline.strategies.add_primary_key import plan_add_primary_key
-from pgonline.strategies.add_unique import plan_add_unique
+from pgonline.strategies.add_check import AddCheckArgs, plan_add_check
+from pgonline.strategies.add_column import AddColumnArgs, plan_add_column
+from pgonline.strategies.add_foreign_key import AddForeignKeyArgs, fk_change, plan_add_foreign_key
+from pgonline.strategies.add_index import AddIndexArgs, index_change, plan_add_index
+from pgonline.strategies.add_primary_key import pk_name, plan_add_primary_key
+from pgonline.strategies.add_unique import AddUniqueArgs, default_unique_name, key_change, plan_add_unique
 from pgonline.strategies.create_index import CreateIndexArgs, CreateIndexFacts, plan_create_index
-from pgonline.strategies.drop_index import plan_drop_index
-from pgonline.strategies.set_not_null import plan_set_not_null
+from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
+from pgonline.strategies.set_not_null import SetNotNullArgs, plan_set_not_null
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class Rewrite:
     command: str  # the pgonline command it becomes, e.g. "add-column"
     summary: str  # one line for dry runs and logs
     run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]
+    # The change it runs, built from the statement's parse tree when it runs
+    # (bad input fails at the statement's turn, as the statement itself would).
+    change: Callable[[], Change[Any]] | None = None
 
 
 Recogniser = Callable[[ast.Node], Rewrite | None]
@@ -88,11 +93,24 @@ def recognisers() -> dict[str, Recogniser]:
     return dict(_RECOGNISERS)
 
 
-def _rewrite(planner: PlanFn, bits: Sequence[str],
-             run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]) -> Rewrite:
-    """The statement becomes ``online <planner's kind> BITS...``, run by ``run``."""
+Guard = Callable[[RunContext], Awaitable[bool]]
+
+
+def _rewrite(planner: PlanFn, bits: Sequence[str], change: Callable[[], Change[Any]], *,
+             skip: Guard | None = None) -> Rewrite:
+    """The statement becomes ``online <planner's kind> BITS...``: ``change()``, run.
+
+    ``skip`` answers (and reports) whether the statement's IF [NOT] EXISTS
+    makes it a no-op.
+    """
     kind = kind_of(planner)
-    return Rewrite(kind, " ".join(["online", kind, *bits]), run)
+
+    async def run(ctx: RunContext) -> ChangeOutcome | None:
+        if skip is not None and await skip(ctx):
+            return None
+        return await run_change(ctx, kind, change())
+
+    return Rewrite(kind, " ".join(["online", kind, *bits]), run, change)
 
 
 def rewrite_for(statement: Statement) -> Rewrite | None:
@@ -109,15 +127,16 @@ def _render(node: ast.Node) -> str:
 
 
 def _table_name(rel: ast.RangeVar) -> str:
-    """The relation as a quoted name for QualifiedName.parse (pglast already folded case)."""
-    relname = str(rel.relname)
-    if rel.schemaname:
-        return render(sql.Identifier(str(rel.schemaname), relname))
-    return render(sql.Identifier(relname))
+    """The relation quoted, for messages and catalog probes (pglast already folded case)."""
+    return _relation(rel).quoted()
+
+
+def _relation(rel: ast.RangeVar) -> QualifiedName:
+    return QualifiedName(None if not rel.schemaname else identifier(str(rel.schemaname)),
+                         identifier(str(rel.relname)))
 
 
 def _q(name: str) -> str:
-    """A name as the command functions parse it (double-quoted: pglast already folded case)."""
     return render(sql.Identifier(name))
 
 
@@ -152,33 +171,38 @@ def _add_column(node: ast.Node) -> Rewrite | None:
             or (col.generated or "\0") != "\0":
         return None
     not_null = False
-    default: str | None = None
+    default: ast.Node | None = None
     for con in col.constraints or ():
         if con.contype is enums.ConstrType.CONSTR_NOTNULL:
             not_null = True
         elif con.contype is enums.ConstrType.CONSTR_NULL:
             continue
         elif con.contype is enums.ConstrType.CONSTR_DEFAULT and con.raw_expr is not None:
-            default = _render(con.raw_expr)
+            default = con.raw_expr
         else:
             return None  # CHECK, REFERENCES, UNIQUE ... : run as written
-    table = _table_name(node.relation)
-    column = render(sql.Identifier(str(col.colname)))
-    type_sql = _render(col.typeName)
-    if_not_exists = bool(cmd.missing_ok)
+    relation = node.relation
+    table = _table_name(relation)
+    type_name = col.typeName
     colname = str(col.colname)
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        if if_not_exists and await _column_exists(ctx.dsn, table, colname):
-            ctx.out(f"column {column} already exists in {table}: skipped (IF NOT EXISTS)")
-            return None
-        return await run_command(ctx, kind_of(plan_add_column), table, column, type_sql,
-                                 default=default, not_null=not_null)
+    def change() -> Change[AddColumnArgs]:
+        return Change(_relation(relation), AddColumnArgs(
+            column=identifier(colname), type_sql=expressions.type_name_of(type_name),
+            default=None if default is None else expressions.expression_of(default, "default"),
+            not_null=not_null))
 
-    shown = ".".join(p for p in (node.relation.schemaname, node.relation.relname) if p)
-    bits = [colname, type_sql] + (["NOT NULL"] if not_null else []) + (
-        [f"DEFAULT {default}"] if default else [])
-    return _rewrite(plan_add_column, [shown, *bits], _if_table_exists(node, table, run))
+    async def skip(ctx: RunContext) -> bool:
+        if cmd.missing_ok and await _column_exists(ctx.dsn, table, colname):
+            ctx.out(f"column {_q(colname)} already exists in {table}: skipped (IF NOT EXISTS)")
+            return True
+        return False
+
+    shown = ".".join(p for p in (relation.schemaname, relation.relname) if p)
+    bits = [colname, _render(type_name)] + (["NOT NULL"] if not_null else []) + (
+        [f"DEFAULT {_render(default)}"] if default is not None else [])
+    return _rewrite(plan_add_column, [shown, *bits], change,
+                    skip=_either(_table_missing(node, table), skip))
 
 
 async def _column_exists(dsn: str, table: str, column: str) -> bool:
@@ -285,13 +309,13 @@ def _plain_elem(e: ast.IndexElem) -> bool:
             and e.nulls_ordering is enums.SortByNulls.SORTBY_NULLS_DEFAULT)
 
 
-def _index_keys(node: ast.IndexStmt) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+def _index_keys(node: ast.IndexStmt) -> tuple[tuple[str, ...], tuple[ast.Node, ...]] | None:
     """(columns, expressions) when the add-index command can build exactly this index."""
     if (node.indexIncludingParams or node.options or node.tableSpace or node.nulls_not_distinct
             or node.excludeOpNames or node.primary or node.isconstraint or node.deferrable):
         return None
     cols: list[str] = []
-    exprs: list[str] = []
+    exprs: list[ast.Node] = []
     for e in node.indexParams or ():
         if not isinstance(e, ast.IndexElem) or not _plain_elem(e):
             return None
@@ -300,7 +324,7 @@ def _index_keys(node: ast.IndexStmt) -> tuple[tuple[str, ...], tuple[str, ...]] 
                 return None  # the command puts column keys first: key order would change
             cols.append(str(e.name))
         elif e.expr is not None:
-            exprs.append(_render(e.expr))
+            exprs.append(e.expr)
         else:
             return None
     return (tuple(cols), tuple(exprs)) if cols or exprs else None
@@ -318,28 +342,32 @@ def _create_index(node: ast.Node) -> Rewrite | None:
     if keys is None:
         return _create_index_concurrently(node, table)
     cols, exprs = keys
-    name = None if node.idxname is None else _q(str(node.idxname))
+    relation = node.relation
     method = str(node.accessMethod or "btree")
-    using = None if method == "btree" else _q(method)
-    where = None if node.whereClause is None else _render(node.whereClause)
-    unique = bool(node.unique)
-    if_not_exists = bool(node.if_not_exists)
+    where = node.whereClause
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        if if_not_exists and node.idxname and await _index_name_taken(ctx.dsn, table,
-                                                                      str(node.idxname)):
-            ctx.out(f"relation {name} already exists: skipped (IF NOT EXISTS)")
-            return None
-        return await run_command(ctx, kind_of(plan_add_index), table, tuple(_q(c) for c in cols),
-                                 name=name, unique=unique, where=where, using=using,
-                                 expressions=exprs)
+    def change() -> Change[AddIndexArgs]:
+        return index_change(
+            _relation(relation), tuple(identifier(c) for c in cols),
+            tuple(expressions.expression_of(e, "index expression") for e in exprs),
+            name=None if node.idxname is None else identifier(str(node.idxname)),
+            unique=bool(node.unique),
+            where=None if where is None else expressions.expression_of(where, "WHERE predicate"),
+            using=None if method == "btree" else identifier(method))
 
-    bits = [shown, *map(_d, cols), *(f"--expression {e!r}" for e in exprs)]
+    async def skip(ctx: RunContext) -> bool:
+        if node.if_not_exists and node.idxname and await _index_name_taken(ctx.dsn, table,
+                                                                           str(node.idxname)):
+            ctx.out(f"relation {_q(str(node.idxname))} already exists: skipped (IF NOT EXISTS)")
+            return True
+        return False
+
+    bits = [shown, *map(_d, cols), *(f"--expression {_render(e)!r}" for e in exprs)]
     bits += [f"--name {_d(str(node.idxname))}"] if node.idxname else []
-    bits += ["--unique"] if unique else []
-    bits += [f"--using {_d(method)}"] if using else []
-    bits += [f"--where {where!r}"] if where else []
-    return _rewrite(plan_add_index, bits, run)
+    bits += ["--unique"] if node.unique else []
+    bits += [f"--using {_d(method)}"] if method != "btree" else []
+    bits += [f"--where {_render(where)!r}"] if where is not None else []
+    return _rewrite(plan_add_index, bits, change, skip=skip)
 
 
 async def _index_name_taken(dsn: str, table: str, index: str) -> bool:
@@ -429,16 +457,20 @@ def _drop_index(node: ast.Node) -> Rewrite | None:
     key = _drop_key((node.objects or ())[0])
     if key is None:
         return None
+    schema, relname = key
     index = render(sql.Identifier(*(p for p in key if p is not None)))
-    missing_ok = bool(node.missing_ok)
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        if missing_ok and await _relation_missing(ctx.dsn, index):
+    def change() -> Change[DropIndexArgs]:
+        name = QualifiedName(None if schema is None else identifier(schema), identifier(relname))
+        return Change(name, DropIndexArgs(index=name.quoted()))
+
+    async def skip(ctx: RunContext) -> bool:
+        if node.missing_ok and await _relation_missing(ctx.dsn, index):
             ctx.out(f"index {index} does not exist: skipped (IF EXISTS)")
-            return None
-        return await run_command(ctx, kind_of(plan_drop_index), index)
+            return True
+        return False
 
-    return _rewrite(plan_drop_index, [".".join(_d(p) for p in key if p)], run)
+    return _rewrite(plan_drop_index, [".".join(_d(p) for p in key if p)], change, skip=skip)
 
 
 async def _relation_missing(dsn: str, name: str) -> bool:
@@ -477,20 +509,28 @@ def _constraint(node: ast.Node, *kinds: enums.ConstrType) -> ast.Constraint | No
     return con
 
 
-def _if_table_exists(node: ast.AlterTableStmt, table: str,
-                     run: Callable[[RunContext], Awaitable[ChangeOutcome | None]]
-                     ) -> Callable[[RunContext], Awaitable[ChangeOutcome | None]]:
+def _table_missing(node: ast.AlterTableStmt, table: str) -> Guard | None:
     """``ALTER TABLE IF EXISTS``: a missing table is skipped, like PostgreSQL does."""
     if not node.missing_ok:
-        return run
+        return None
 
-    async def guarded(ctx: RunContext) -> ChangeOutcome | None:
+    async def missing(ctx: RunContext) -> bool:
         if await _relation_missing(ctx.dsn, table):
             ctx.out(f"table {table} does not exist: skipped (IF EXISTS)")
-            return None
-        return await run(ctx)
+            return True
+        return False
 
-    return guarded
+    return missing
+
+
+def _either(first: Guard | None, second: Guard) -> Guard:
+    if first is None:
+        return second
+
+    async def either(ctx: RunContext) -> bool:
+        return await first(ctx) or await second(ctx)
+
+    return either
 
 
 def _names(nodes: Sequence[ast.Node] | None) -> tuple[str, ...]:
@@ -503,14 +543,13 @@ def _set_not_null(node: ast.Node) -> Rewrite | None:
     if cmd is None or not cmd.name:
         return None
     assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
-    table = _table_name(node.relation)
-    column = _q(str(cmd.name))
+    relation, column = node.relation, str(cmd.name)
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        return await run_command(ctx, kind_of(plan_set_not_null), table, column)
+    def change() -> Change[SetNotNullArgs]:
+        return Change(_relation(relation), SetNotNullArgs(column=identifier(column)))
 
-    return _rewrite(plan_set_not_null, [_shown(node.relation), _d(str(cmd.name))],
-                    _if_table_exists(node, table, run))
+    return _rewrite(plan_set_not_null, [_shown(relation), _d(column)], change,
+                    skip=_table_missing(node, _table_name(relation)))
 
 
 @recogniser(plan_add_check)
@@ -523,15 +562,15 @@ def _add_check(node: ast.Node) -> Rewrite | None:
             or not con.initially_valid or con.is_no_inherit or not _enforced(con)):
         return None
     assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
-    table = _table_name(node.relation)
-    name = _q(str(con.conname))
-    expression = _render(con.raw_expr)
+    relation, name, expression = node.relation, str(con.conname), con.raw_expr
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        return await run_command(ctx, kind_of(plan_add_check), table, name, expression)
+    def change() -> Change[AddCheckArgs]:
+        return Change(_relation(relation), AddCheckArgs(
+            name=identifier(name),
+            expression=expressions.expression_of(expression, "CHECK expression")))
 
-    return _rewrite(plan_add_check, [_shown(node.relation), _d(str(con.conname)), repr(expression)],
-                    _if_table_exists(node, table, run))
+    return _rewrite(plan_add_check, [_shown(relation), _d(name), repr(_render(expression))],
+                    change, skip=_table_missing(node, _table_name(relation)))
 
 
 def _enforced(con: ast.Constraint) -> bool:
@@ -556,23 +595,23 @@ def _add_foreign_key(node: ast.Node) -> Rewrite | None:
             or getattr(con, "pk_with_period", False)):
         return None
     assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
-    table = _table_name(node.relation)
+    relation, pktable = node.relation, con.pktable
     cols = _names(con.fk_attrs)
     ref_cols = _names(con.pk_attrs)
-    references = _table_name(con.pktable) + (
-        f"({', '.join(map(_q, ref_cols))})" if ref_cols else "")
-    name = None if not con.conname else _q(str(con.conname))
     on_delete = _ON_DELETE.get(con.fk_del_action or "a")
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        return await run_command(ctx, kind_of(plan_add_foreign_key), table, tuple(map(_q, cols)),
-                                 references=references, name=name, on_delete=on_delete)
+    def change() -> Change[AddForeignKeyArgs]:
+        return fk_change(_relation(relation), tuple(map(identifier, cols)), _relation(pktable),
+                         tuple(map(identifier, ref_cols)),
+                         name=None if not con.conname else identifier(str(con.conname)),
+                         on_delete=on_delete)
 
     shown_ref = _shown(con.pktable) + (f"({', '.join(map(_d, ref_cols))})" if ref_cols else "")
     bits = [_shown(node.relation), *map(_d, cols), f"--references '{shown_ref}'"]
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
     bits += [f"--on-delete {on_delete!r}"] if on_delete else []
-    return _rewrite(plan_add_foreign_key, bits, _if_table_exists(node, table, run))
+    return _rewrite(plan_add_foreign_key, bits, change,
+                    skip=_table_missing(node, _table_name(relation)))
 
 
 @recogniser(plan_add_unique)
@@ -584,16 +623,16 @@ def _add_unique(node: ast.Node) -> Rewrite | None:
             or con.indexspace or con.nulls_not_distinct or getattr(con, "without_overlaps", False)):
         return None
     assert isinstance(node, ast.AlterTableStmt) and node.relation is not None
-    table = _table_name(node.relation)
+    relation = node.relation
     cols = _names(con.keys)
-    name = None if not con.conname else _q(str(con.conname))
     primary = con.contype is enums.ConstrType.CONSTR_PRIMARY
 
-    async def run(ctx: RunContext) -> ChangeOutcome | None:
-        return await run_command(ctx, kind_of(plan_add_primary_key if primary else plan_add_unique),
-                                 table, tuple(map(_q, cols)), name=name)
+    def change() -> Change[AddUniqueArgs]:
+        return key_change(_relation(relation), tuple(map(identifier, cols)),
+                          None if not con.conname else identifier(str(con.conname)),
+                          pk_name if primary else default_unique_name)
 
-    bits = [_shown(node.relation), *map(_d, cols)]
+    bits = [_shown(relation), *map(_d, cols)]
     bits += [f"--name {_d(str(con.conname))}"] if con.conname else []
-    return _rewrite(plan_add_primary_key if primary else plan_add_unique, bits,
-                    _if_table_exists(node, table, run))
+    return _rewrite(plan_add_primary_key if primary else plan_add_unique, bits, change,
+                    skip=_table_missing(node, _table_name(relation)))

@@ -107,10 +107,14 @@ def _expression_node(text: str, what: str, *, allow_subquery: bool) -> ast.Node:
     val = _lone_value(_parse(f"SELECT {text}", what, text))
     if val is None:
         raise UsageError(f"{what} {text!r} must be a single SQL expression")
+    _vet_expression(val, what, text, allow_subquery=allow_subquery)
+    return val
+
+
+def _vet_expression(val: ast.Node, what: str, text: str, *, allow_subquery: bool) -> None:
     if not allow_subquery and _contains(val, (ast.SubLink,)):
         raise UsageError(f"{what} {text!r} must not contain a subquery")
     _refuse_parameters(val, what, text)
-    return val
 
 
 def expression(text: str, what: str = "expression", *, allow_subquery: bool = False) -> str:
@@ -121,6 +125,29 @@ def expression(text: str, what: str = "expression", *, allow_subquery: bool = Fa
     """
     val = _expression_node(text, what, allow_subquery=allow_subquery)
     return _render(val, what, text)
+
+
+def expression_of(node: ast.Node, what: str = "expression", *,
+                  allow_subquery: bool = False) -> str:
+    """:func:`expression` for an expression already parsed (a migration statement's node).
+
+    The same checks and the same rendering as for the text it renders to,
+    so a statement rewritten by ``migrate up --online`` records exactly the
+    arguments the equivalent command line does.
+    """
+    text = _printed(node)
+    if _is_star(node):
+        raise UsageError(f"{what} {text!r} must be a single SQL expression")
+    _vet_expression(node, what, text, allow_subquery=allow_subquery)
+    return _render(node, what, text)
+
+
+def _printed(node: ast.Node) -> str:
+    try:
+        text: str = RawStream()(node)
+    except Exception:  # a printer failure: quoted in the message as the node's type
+        return f"<{type(node).__name__}>"
+    return text
 
 
 def assignments(text: str, what: str = "--set") -> tuple[tuple[str, str], ...]:
@@ -178,10 +205,21 @@ def type_name(text: str) -> str:
     if val is None:
         raise UsageError(f"type {text!r} must be a single SQL expression")
     if (not isinstance(val, ast.TypeCast) or not isinstance(val.arg, ast.A_Const)
-            or not val.arg.isnull or val.typeName is None or val.typeName.setof):
+            or not val.arg.isnull or val.typeName is None):
         raise UsageError(f"type {text!r} is not a type name")
-    rendered: str = RawStream()(val.typeName)
+    return _type_rendering(val.typeName, text)
+
+
+def type_name_of(node: ast.TypeName) -> str:
+    """:func:`type_name` for a type already parsed (a migration statement's column type)."""
+    return _type_rendering(node, _printed(node))
+
+
+def _type_rendering(node: ast.TypeName, text: str) -> str:
+    if node.setof:
+        raise UsageError(f"type {text!r} is not a type name")
+    rendered: str = RawStream()(node)
     again = _lone_value(_parse(f"SELECT NULL::{rendered}", "type", text))
-    if not isinstance(again, ast.TypeCast) or again.typeName != val.typeName:
+    if not isinstance(again, ast.TypeCast) or again.typeName != node:
         raise UsageError(f"type {text!r} cannot be rendered back to the same type name")
     return rendered

@@ -72,17 +72,24 @@ def _split_name(text: str) -> list[str]:
             i = n if j < 0 else j
         if not part:
             raise UsageError(f"empty identifier in {text!r}")
-        if len(part.encode()) > MAX_IDENTIFIER_BYTES:
-            raise UsageError(
-                f"identifier {part!r} is longer than {MAX_IDENTIFIER_BYTES} bytes;"
-                " PostgreSQL would silently truncate it"
-            )
-        parts.append(part)
+        parts.append(identifier(part))
         if i >= n:
             return parts
         if text[i] != ".":
             raise UsageError(f"unexpected text after identifier in {text!r}")
         i += 1
+
+
+def identifier(name: str) -> str:
+    """``name``, already parsed (folded or quoted), if PostgreSQL keeps it as it is."""
+    if not name:
+        raise UsageError("empty identifier")
+    if len(name.encode()) > MAX_IDENTIFIER_BYTES:
+        raise UsageError(
+            f"identifier {name!r} is longer than {MAX_IDENTIFIER_BYTES} bytes;"
+            " PostgreSQL would silently truncate it"
+        )
+    return name
 
 
 def parse_identifier(text: str) -> str:
