@@ -80,7 +80,7 @@ def _has_leading_index(t: TableFacts, columns: tuple[str, ...]) -> bool:
 
 
 def check_shape(t: TableFacts, ref: TableFacts, args: AddForeignKeyArgs) -> None:
-    """Catalog-only checks, also run by the command before its pre-flight scan."""
+    """Catalog-only checks, also run by :func:`gather` before its pre-flight scan."""
     require_columns(t, args.columns)
     require_columns(ref, args.ref_columns)
     if len(args.columns) != len(args.ref_columns):

@@ -37,7 +37,7 @@ _CONSTRAINT_KINDS = {"p": "PRIMARY KEY", "u": "UNIQUE", "x": "EXCLUSION"}
 
 @dataclass(frozen=True)
 class DropIndexArgs:
-    index: str  # as the user typed it, resolved by the command
+    index: str  # as the user named it (quoted); resolved when the plan is made
 
 
 def recreate_concurrently(definition: str) -> str:

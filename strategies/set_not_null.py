@@ -31,7 +31,7 @@ and on older servers, through a helper check:
 5. drop the helper check, which NOT NULL now makes redundant (ACCESS EXCLUSIVE
    for an instant).
 
-Pre-flight (done by the command, read-only) counts the NULLs: with NULLs and
+Pre-flight (read-only, in :func:`gather`) counts the NULLs: with NULLs and
 no ``--backfill`` the change is refused before anything is modified.
 """
 

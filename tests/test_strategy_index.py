@@ -43,3 +43,14 @@ def test_every_declared_parse_takes_exactly_its_declared_parameters():
         inspect.signature(declared.parse).bind(*positional, **options)
         assert not inspect.iscoroutinefunction(declared.parse), kind  # pure, before connecting
         assert inspect.iscoroutinefunction(declared.gather), kind
+
+
+def test_a_change_kind_is_one_module_parse_and_planner_side_by_side():
+    from pgonline.registry import planner
+
+    for kind, declared in known_commands().items():
+        module = planner(kind).__module__
+        assert module.startswith("pgonline.strategies."), kind
+        assert declared.parse.__module__ == module, kind
+        # add-primary-key gathers exactly what add-unique does (duplicates, the name's owner).
+        assert declared.gather.__module__ in (module, "pgonline.strategies.add_unique"), kind

@@ -1,6 +1,6 @@
 """Pre-flight data checks: would existing rows make a constraint change fail?
 
-Read-only queries, run by the commands *before* anything is changed, that
+Read-only queries, run by the strategies' gather() *before* anything is changed, that
 answer the question a DBA would otherwise ask by hand: how many rows are
 NULL, violate a CHECK, reference a missing parent, or are duplicates, and
 which ones (a few sample keys for the error message).  User expressions in
