@@ -37,7 +37,7 @@ from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_m
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
@@ -79,14 +79,14 @@ def parse(table: str, column: str, type_: str, *, default: str | None = None,
 
 
 async def gather(conn: Conn, table: TableFacts, args: AddColumnArgs) -> AddColumnFacts:
-    probed = await catalog.probe_default(conn, args.type_sql, args.default)
+    probed = await tables.probe_default(conn, args.type_sql, args.default)
     if args.backfill is not None:
         # The fill trigger computes it one row at a time: refuse aggregates,
         # window and set-returning functions before anything changes.
         await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column,
                                                       args.type_sql)
-    return AddColumnFacts(server=await catalog.server_facts(conn), table=table, default=probed,
-                          has_rows=await catalog.has_rows(conn, table))
+    return AddColumnFacts(server=await tables.server_facts(conn), table=table, default=probed,
+                          has_rows=await tables.has_rows(conn, table))
 
 
 COMMAND = Command(

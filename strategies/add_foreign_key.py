@@ -29,8 +29,7 @@ from pgonline.strategies._ddl import (
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
-from pgonline.catalog import preflight
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import DataViolations, TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
@@ -159,11 +158,11 @@ def fk_change(table: QualifiedName, columns: tuple[str, ...], ref_table: Qualifi
 async def complete(conn: Conn, args: AddForeignKeyArgs) -> AddForeignKeyArgs:
     """The referenced table schema-qualified, and its primary key when no columns were named."""
     ref_name = QualifiedName.parse(args.ref_table)
-    _, ref_schema, ref_rel = await catalog.resolve_table(conn, ref_name)
+    _, ref_schema, ref_rel = await tables.resolve_table(conn, ref_name)
     ref_target = QualifiedName(ref_schema, ref_rel)
     ref_cols = args.ref_columns
     if not ref_cols:
-        ref_facts = await catalog.table_facts(conn, ref_target)
+        ref_facts = await tables.table_facts(conn, ref_target)
         if not ref_facts.primary_key:
             raise CatalogError(f"{ref_facts.display} has no primary key",
                                hint="name the referenced columns: --references REFTABLE(COL, ...)")
@@ -172,7 +171,7 @@ async def complete(conn: Conn, args: AddForeignKeyArgs) -> AddForeignKeyArgs:
 
 
 async def gather(conn: Conn, table: TableFacts, args: AddForeignKeyArgs) -> AddForeignKeyFacts:
-    ref = await catalog.table_facts(conn, QualifiedName.parse(args.ref_table))
+    ref = await tables.table_facts(conn, QualifiedName.parse(args.ref_table))
     check_shape(table, ref, args)
     # Pre-flight, read-only: rows VALIDATE would reject.
     found = await preflight.orphans(conn, table, args.columns, ref, args.ref_columns)

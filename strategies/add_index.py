@@ -29,8 +29,7 @@ from pgonline.strategies._ddl import (
 from psycopg import sql
 
 from pgonline.catalog import indexes as index_catalog
-from pgonline.catalog import preflight
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
@@ -119,7 +118,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddIndexArgs) -> AddIndexF
     if args.using is not None:
         await index_catalog.require_access_method(conn, args.using)
     if args.where is not None:
-        await catalog.check_predicate(conn, table, args.where)
+        await tables.check_predicate(conn, table, args.where)
     keys = index_keys(args)
     if keys:
         # The server vets the whole definition (opclasses, IMMUTABLE

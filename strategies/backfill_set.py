@@ -24,7 +24,7 @@ from pgonline.strategies._ddl import require_batch_key, require_columns
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.catalog.facts import TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
@@ -68,9 +68,9 @@ async def gather(conn: Conn, table: TableFacts, args: BackfillArgs) -> BackfillF
         facts_col = table.column(col)
         assert facts_col is not None
         # The server plans (never runs) the value cast to the column's type.
-        await catalog.check_row_expression(conn, table, value, facts_col.type)
+        await tables.check_row_expression(conn, table, value, facts_col.type)
     if args.where is not None:
-        await catalog.check_predicate(conn, table, args.where)
+        await tables.check_predicate(conn, table, args.where)
     return BackfillFacts(table=table)
 
 

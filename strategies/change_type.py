@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.connection import Conn
@@ -147,7 +147,7 @@ async def gather(conn: Conn, table: TableFacts, args: ChangeTypeArgs) -> ChangeT
         f"cannot convert {details.column.type} to {new_type.display}"
         if args.using is None else "bad USING expression")
     await column_catalog.check_default_fits(conn, details, new_type.display)
-    return ChangeTypeFacts(server=await catalog.server_facts(conn), table=table,
+    return ChangeTypeFacts(server=await tables.server_facts(conn), table=table,
                            column=details, new_type=new_type)
 
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.connection import Conn
@@ -58,7 +58,7 @@ def parse(table: str, column: str, *, confirm: bool = False) -> Change[DropColum
 
 
 async def gather(conn: Conn, table: TableFacts, args: DropColumnArgs) -> DropColumnFacts:
-    return DropColumnFacts(server=await catalog.server_facts(conn), table=table,
+    return DropColumnFacts(server=await tables.server_facts(conn), table=table,
                            column=await column_catalog.column_details(conn, table, args.column))
 
 

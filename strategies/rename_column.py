@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, replace
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.catalog.column_details import ColumnDetails
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.connection import Conn
@@ -85,7 +85,7 @@ def parse(table: str, old: str, new: str) -> Change[RenameColumnArgs]:
 
 
 async def gather(conn: Conn, table: TableFacts, args: RenameColumnArgs) -> RenameColumnFacts:
-    return RenameColumnFacts(server=await catalog.server_facts(conn), table=table,
+    return RenameColumnFacts(server=await tables.server_facts(conn), table=table,
                              column=await column_catalog.column_details(conn, table, args.column))
 
 

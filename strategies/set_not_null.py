@@ -44,8 +44,7 @@ from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_s
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
-from pgonline.catalog import preflight
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
@@ -87,7 +86,7 @@ async def gather(conn: Conn, table: TableFacts, args: SetNotNullArgs) -> SetNotN
         await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column)
     # Pre-flight, read-only: how many rows would VALIDATE reject?
     nulls = 0 if col.not_null else await preflight.count_nulls(conn, table, args.column)
-    return SetNotNullFacts(server=await catalog.server_facts(conn), table=table, null_rows=nulls)
+    return SetNotNullFacts(server=await tables.server_facts(conn), table=table, null_rows=nulls)
 
 
 COMMAND = Command(

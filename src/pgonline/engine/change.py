@@ -9,7 +9,7 @@ from typing import Any
 
 from pgonline import registry
 from pgonline.catalog import indexes as index_catalog
-from pgonline.catalog import tables as catalog
+from pgonline.catalog import tables
 from pgonline.connection import Conn, connection
 from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor, JobResult
@@ -213,7 +213,7 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
         if declared.on_index:
             target = await _index_job_target(conn, kind, change.relation, args)
         else:
-            _, schema, rel = await catalog.resolve_table(conn, change.relation)
+            _, schema, rel = await tables.resolve_table(conn, change.relation)
             resolved = QualifiedName(schema, rel)
             target = resolved.quoted()
             if declared.complete is not None:
@@ -224,7 +224,7 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
 
         async def make_plan() -> Plan:
             relation: Any = (change.relation if declared.on_index
-                             else await catalog.table_facts(conn, resolved))
+                             else await tables.table_facts(conn, resolved))
             plan = plan_fn(await declared.gather(conn, relation, planned), planned)
             return plan if note is None else replace(plan, notes=(note, *plan.notes))
 

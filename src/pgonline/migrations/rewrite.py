@@ -413,10 +413,10 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
 
     async def run(ctx: RunContext) -> ChangeOutcome | None:
         from pgonline.catalog import indexes as index_catalog
-        from pgonline.catalog import tables as catalog
+        from pgonline.catalog import tables
 
         async with connection(ctx.dsn) as conn:
-            oid, schema, rel = await catalog.resolve_table(conn, QualifiedName.parse(table))
+            oid, schema, rel = await tables.resolve_table(conn, QualifiedName.parse(table))
             target = QualifiedName(schema, rel).quoted()
             if await index_catalog.is_partitioned(conn, oid):
                 raise CatalogError(
