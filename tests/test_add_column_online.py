@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -165,6 +166,10 @@ def test_lock_never_obtained_exits_5_and_leaves_the_table_unchanged(db, dsn, onl
         blocker.join()
     assert r.code == 5, r.err
     assert "gave up after 2 attempts" in r.err and "55P03" in r.err
+    # The hint names the job and the session that blocked it (pid and query).
+    hint = next(line for line in r.err.splitlines() if line.startswith("hint:"))
+    assert "online resume 1" in hint and "SELECT count(*) FROM users" in hint, hint
+    assert re.search(r"pid \d+ \(", hint) and "pg_terminate_backend(" in hint, hint
     assert "flag" not in columns(db, "users")
     assert db.execute("SELECT status FROM pgonline.jobs").fetchone() == ("failed",)
 

@@ -31,10 +31,12 @@ class PgOnlineError(Exception):
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None,
+                 sqlstate: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.sqlstate = sqlstate  # the server's error code, when the server raised it
 
 
 class UsageError(PgOnlineError):
@@ -59,6 +61,8 @@ class LockUnavailableError(PgOnlineError):
     """Our DDL kept timing out waiting for a lock; we gave up instead of queueing."""
 
     exit_code = 5
+    # The session seen blocking our lock when we gave up (safety.blockers.Blocker), if any.
+    blocker: object | None = None
 
 
 class ConnectionLost(PgOnlineError):

@@ -9,7 +9,11 @@ traceback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
+import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -28,9 +32,50 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
+# Signals that stopped the command (SIGTERM makes the exit code 143 instead of 130).
+_signals: list[int] = []
+
+
 def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """The one place where the async core is entered."""
-    return anyio.run(fn)
+    """The one place where the async core is entered.
+
+    Ctrl-C (SIGINT) and SIGTERM cancel the command's task; a running job
+    sees the cancellation between statements, records itself as interrupted
+    and raises :class:`Interrupted`, which ``run`` prints as one line.  An
+    error raised inside a task group arrives wrapped in an ExceptionGroup:
+    the first of our errors in it is raised instead, never the group.
+    """
+
+    async def guarded() -> T:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+
+        def stop(signum: int) -> None:
+            _signals.append(signum)
+            task.cancel()
+
+        for signum in (signal.SIGTERM,):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop, signum)
+        try:
+            return await fn()
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    try:
+        return anyio.run(guarded)
+    except BaseExceptionGroup as group:
+        raise _first_of_ours(group) from None
+
+
+def _first_of_ours(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        inner = _first_of_ours(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if isinstance(inner, PgOnlineError | KeyboardInterrupt):
+            return inner
+    return group
 
 
 def report(outcome: ChangeOutcome) -> None:
@@ -39,8 +84,8 @@ def report(outcome: ChangeOutcome) -> None:
 
 
 def report_job(r: JobResult) -> None:
-    verb = ("resumed and " if r.resumed else "") + ("paused" if r.status.value == "paused"
-                                                    else "finished")
+    ended = {"paused": "paused", "waiting_cutover": "is waiting for cut-over"}
+    verb = ("resumed and " if r.resumed else "") + ended.get(r.status.value, "finished")
     click.echo(f"job {r.job_id} {verb} in {r.seconds:.2f}s ({len(r.steps_run)} steps run)")
     if r.next_hint:
         click.echo(r.next_hint)
@@ -92,15 +137,59 @@ def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None
 @cli.command("status")
 @click.argument("job_id", type=int, required=False)
 @click.option("--active", is_flag=True, help="Only jobs that are not finished.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Human-readable, or JSON (an object for JOB_ID, else a list).")
+@click.option("--watch", is_flag=True, help="Refresh in place until the job ends (Ctrl-C stops).")
+@click.option("--interval", type=click.FloatRange(0.1), default=2.0, show_default=True,
+              metavar="SECONDS", help="How often --watch refreshes.")
 @dsn_option
-def status_cmd(job_id: int | None, active: bool, dsn: str | None) -> None:
-    """List jobs with their progress (or one job in detail)."""
+def status_cmd(job_id: int | None, active: bool, fmt: str, watch: bool, interval: float,
+               dsn: str | None) -> None:
+    """List jobs with their progress, or JOB_ID in detail: steps, rate, ETA, runner."""
     from pgonline.engine.jobs import status
     from pgonline.output import jobs_table
 
-    rows = run_async(functools.partial(status, resolve_dsn(dsn), job_id=job_id,
-                                       include_finished=not active))
-    click.echo(jobs_table(rows, detail=job_id is not None))
+    target = resolve_dsn(dsn)
+
+    async def render() -> tuple[str, bool]:
+        rows = await status(target, job_id=job_id, include_finished=not active)
+        ended = job_id is not None and bool(rows) and rows[0].state not in ("running",
+                                                                           "throttled")
+        if fmt == "json":
+            data = [r.to_json() for r in rows]
+            return json.dumps(data[0] if job_id is not None else data), ended
+        return jobs_table(rows, detail=job_id is not None), ended
+
+    async def show() -> None:
+        if not watch:
+            click.echo((await render())[0])
+            return
+        await watch_until(render, interval)
+
+    run_async(show)
+
+
+async def watch_until(render: Callable[[], Awaitable[tuple[str, bool]]], interval: float) -> None:
+    """``--watch``: redraw in place on a terminal (else print each refresh) until it ends."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
+    console = Console()
+    if not console.is_terminal:
+        while True:
+            text, ended = await render()
+            click.echo(text)
+            if ended:
+                return
+            await anyio.sleep(interval)
+    with Live(console=console, auto_refresh=False) as live:
+        while True:
+            text, ended = await render()
+            live.update(Text(text), refresh=True)
+            if ended:
+                return
+            await anyio.sleep(interval)
 
 
 @cli.command("plan", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -150,25 +239,45 @@ def run(argv: list[str] | None = None) -> int:
     if not _loaded:
         _load_plugins()
         _loaded.append(True)
+    _signals.clear()
     try:
         cli.main(args=argv, prog_name="online", standalone_mode=False)
     except PgOnlineError as exc:
-        click.echo(f"error: {redact(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        return exc.exit_code
+        code = exc.exit_code
+        if code == 130 and signal.SIGTERM in _signals:
+            code = 143  # 128 + SIGTERM, as a shell reports it
+        return _error(redact(exc.message), code, hint=exc.hint, sqlstate=exc.sqlstate)
+    except asyncio.CancelledError:
+        # Cancelled outside a job (while planning, or in the demo's setup).
+        return _error("terminated" if signal.SIGTERM in _signals else "interrupted",
+                      143 if signal.SIGTERM in _signals else 130)
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
-        return 130
+        return _error("aborted", 130)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+        if logs.current_format() != "json":
+            exc.show()
+            return exc.exit_code
+        return _error(exc.format_message(), exc.exit_code)
     except KeyboardInterrupt:
-        click.echo("error: interrupted", err=True)
-        return 130
+        return _error("interrupted", 130)
     return 0
+
+
+def _error(message: str, code: int, *, hint: str | None = None,
+           sqlstate: str | None = None) -> int:
+    """The one line an error gets on stderr (a JSON object with --log-format json)."""
+    if logs.current_format() == "json":
+        fields = {"hint": hint, "sqlstate": sqlstate}
+        click.echo(json.dumps({"event": "error", "level": "error", "error": message,
+                               "exit_code": code, **{k: v for k, v in fields.items() if v}}),
+                   err=True)
+        return code
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    return code
 
 
 _loaded: list[bool] = []

@@ -123,6 +123,9 @@ def exec_options(f: F) -> F:
                      help="Print the plan (steps, phases, locks); change nothing."),
         click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
                      help="Run only this phase (deploy application code between phases)."),
+        click.option("--postpone-contract", is_flag=True,
+                     help="Stop before the contract phase (cut-over), \"waiting for cut-over\", "
+                          "until `online resume JOB`."),
         click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
                      help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
         click.option("--batch-size", type=click.IntRange(1), default=_BATCH.initial_size,
@@ -184,6 +187,7 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
         settings=settings, batch=batch,
         max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
         reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
+        postpone_contract=kw.pop("postpone_contract"),
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       throttles=build_throttles(kw), dry_run=kw.pop("dry_run"), out=click.echo)

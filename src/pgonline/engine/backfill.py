@@ -18,7 +18,7 @@ Why this is safe on a live table:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -37,6 +37,8 @@ from pgonline.safety.throttle import Throttles
 from pgonline.sql.params import PARAM, with_params
 
 log = structlog.get_logger("pgonline.engine.backfill")
+# While no batch runs (throttled), `online pause/cancel/set/unthrottle` is
+# read this often; a running backfill reads them with every checkpoint.
 REQUEST_POLL_S = 0.5
 
 
@@ -174,6 +176,9 @@ class Backfill:
         self.n_keys = len(self.spec.key_columns)
         self.size = opts.initial_size
         self._last_request_poll = float("-inf")
+        self._settings_rev = 0  # the revision of `online set` settings applied
+        self._seen_rev_pending = False
+        self._manual: str | None = None  # why `online throttle` holds the backfill, if it does
         # Rows changed by committed batches of this process, carried over by the
         # executor when it continues the step on a new connection.
         self.rows_updated = rows_updated
@@ -195,31 +200,72 @@ class Backfill:
 
     async def _wait_for_throttles(self, stats: BackfillStats) -> None:
         while True:
-            await self._check_requests()
-            why = await self.throttles.first_reason(self.conn)
+            await self._poll_control()
+            why = self._manual or await self.throttles.first_reason(self.conn)
             if why is None:
                 if stats.paused_reason:
+                    log.info("throttle ended", job=self.job_id, step=self.step.id,
+                             reason=stats.paused_reason)
                     stats.paused_reason = None
+                    await journal.set_throttled_by(self.conn, self.job_id, None)
                     self.progress.backfill(self.step, stats, force=True)
                 return
             if stats.paused_reason != why:
+                # Logged and journaled when the reason changes, not on every poll.
                 stats.paused_reason = why
+                await journal.set_throttled_by(self.conn, self.job_id, why)
                 self.progress.paused(self.step, why)
                 self.progress.backfill(self.step, stats, force=True)
-            await anyio.sleep(self.throttles.poll_s)
+            await anyio.sleep(min(self.throttles.poll_s, REQUEST_POLL_S) if self._manual
+                              else self.throttles.poll_s)
 
-    async def _check_requests(self) -> None:
-        # `online pause/cancel` is honoured within REQUEST_POLL_S (plus one batch);
-        # polling the journal less often than every batch saves a round trip.
+    async def _poll_control(self) -> None:
+        # While batches run, every checkpoint brings the control row along; this
+        # reads it while none do (at the start, and while throttled).
         now = time.monotonic()
         if now - self._last_request_poll < REQUEST_POLL_S:
             return
         self._last_request_poll = now
-        req = await journal.pending_request(self.conn, self.job_id)
-        if req is Request.CANCEL:
+        self._obey(await journal.pending_control(self.conn, self.job_id))
+
+    def _obey(self, control: journal.Control) -> None:
+        """Honour pause/cancel; apply new `online set` settings and `online throttle`."""
+        if control.request is Request.CANCEL:
             raise JobCancelled(self.job_id)
-        if req is Request.PAUSE:
+        if control.request is Request.PAUSE:
             raise JobPaused(self.job_id)
+        if control.settings_rev > self._settings_rev:
+            self._apply(control.settings)
+            self._settings_rev = control.settings_rev
+            self._seen_rev_pending = True
+        if control.throttled_forever:
+            self._manual = "throttled by `online throttle` (until `online unthrottle`)"
+        elif control.throttled_until is not None:
+            until = control.throttled_until.astimezone().strftime("%H:%M:%S")
+            self._manual = f"throttled by `online throttle` (until {until})"
+        else:
+            self._manual = None
+
+    def _apply(self, settings: dict[str, Any]) -> None:
+        """The job's live settings (`online set`), over the options it was started with."""
+        opts = self.opts
+        if "batch_size" in settings:
+            # A size given by hand is kept: the batch size no longer adapts.
+            n = int(settings["batch_size"])
+            opts = replace(opts, initial_size=n, min_size=n, max_size=n)
+            self.size = n
+        if "sleep_ms" in settings:
+            opts = replace(opts, sleep_ms=int(settings["sleep_ms"]))
+        if "target_batch_ms" in settings:
+            opts = replace(opts, target_ms=int(settings["target_batch_ms"]))
+        self.opts = opts
+        self.throttles.apply(settings)
+        log.info("settings applied", job=self.job_id, step=self.step.id, **settings)
+
+    async def _acknowledge_settings(self) -> None:
+        if self._seen_rev_pending:
+            self._seen_rev_pending = False
+            await journal.settings_seen(self.conn, self.job_id, self._settings_rev)
 
     async def run(self) -> None:
         cp = await self._start()
@@ -230,6 +276,7 @@ class Backfill:
         self.size = cp.batch_size
         while not cp.finished:
             await self._wait_for_throttles(stats)
+            await self._acknowledge_settings()
             assert cp.max_key is not None
             first = cp.last_key is None
             bounds = bounds_query(self.spec, first=first)
@@ -240,7 +287,8 @@ class Backfill:
                 self.size = max(self.opts.min_size, self.size // 2)
 
             async def one_batch(cp: Checkpoint = cp, first: bool = first, bounds: sql.SQL = bounds,
-                                update: sql.SQL = update) -> tuple[Checkpoint, float, int]:
+                                update: sql.SQL = update
+                                ) -> tuple[Checkpoint, float, int, journal.Control]:
                 lower: list[Any] = [] if first else list(cp.last_key or [])
                 t0 = time.monotonic()
                 async with self.conn.transaction():
@@ -252,7 +300,8 @@ class Backfill:
                     row = await cur.fetchone()
                     if row is None:
                         new = Checkpoint(cp.last_key, cp.max_key, cp.rows_done, cp.rows_total,
-                                         cp.batches, self.size, finished=True)
+                                         cp.batches, self.size, finished=True,
+                                         rows_per_s=stats.rate_last_minute)
                         updated = 0
                     else:
                         last = [str(v) for v in row[: self.n_keys]]
@@ -265,14 +314,16 @@ class Backfill:
                         new = Checkpoint(last, cp.max_key, cp.rows_done + scanned,
                                          max(cp.rows_total, cp.rows_done + scanned),
                                          cp.batches + 1, self.size,
-                                         finished=scanned < self.size)
+                                         finished=scanned < self.size,
+                                         rows_per_s=stats.rate_last_minute)
                     if new.finished:
                         await journal.set_step(self.conn, self.job_id, self.step.id,
                                                StepStatus.DONE)
-                    await journal.save_checkpoint(self.conn, self.job_id, self.step.id, new)
-                return new, (time.monotonic() - t0) * 1000, updated
+                    control = await journal.save_checkpoint(self.conn, self.job_id,
+                                                            self.step.id, new)
+                return new, (time.monotonic() - t0) * 1000, updated, control
 
-            new, elapsed_ms, updated = await with_retries(
+            new, elapsed_ms, updated, control = await with_retries(
                 f"{self.step.id} batch", one_batch, attempts=self.opts.max_attempts,
                 on_retry=shrink,
             )
@@ -282,6 +333,11 @@ class Backfill:
             self.rows_updated = stats.rows_updated
             cp = new
             self.size = next_batch_size(self.size, elapsed_ms, self.opts)
+            if not cp.finished:
+                # Read with the batch's checkpoint: a pause or cancel stops exactly
+                # here, and new settings apply from the next batch on.
+                self._obey(control)
+                self._last_request_poll = time.monotonic()
             stats.batch_size = self.size
             self.progress.backfill(self.step, stats, force=cp.finished)
             if not cp.finished and self.opts.sleep_ms:

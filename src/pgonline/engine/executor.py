@@ -42,11 +42,12 @@ from pgonline.errors import (
     JobCancelled,
     JobError,
     JobPaused,
+    LockUnavailableError,
     PgOnlineError,
     StatementError,
 )
 from pgonline.safety import maintenance_wait
-from pgonline.safety.blockers import LockWatch
+from pgonline.safety.blockers import LockWatch, lock_hint
 from pgonline.safety.throttle import Throttles
 
 log = structlog.get_logger("pgonline.engine.executor")
@@ -61,6 +62,8 @@ class ExecOptions:
     # After our session is lost, keep trying to reconnect this long (seconds)
     # before giving up resumably (exit 5).
     reconnect_timeout_s: float = 60.0
+    # Stop before the contract phase ("waiting for cut-over") until `online resume`.
+    postpone_contract: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,8 @@ def _server_error(step: Step, exc: psycopg.Error) -> StatementError:
     diag = exc.diag
     msg = diag.message_primary or str(exc).strip()
     detail = f" ({diag.message_detail})" if diag.message_detail else ""
-    return StatementError(f"step {step.id} failed: {msg}{detail} [SQLSTATE {exc.sqlstate}]")
+    return StatementError(f"step {step.id} failed: {msg}{detail} [SQLSTATE {exc.sqlstate}]",
+                          sqlstate=exc.sqlstate)
 
 
 class Executor:
@@ -106,6 +110,7 @@ class Executor:
         self._step_running: str | None = None
         # Per backfill step: rows updated by this process before a lost connection.
         self._rows_updated: dict[str, int] = {}
+        self._t0 = time.monotonic()  # when run() or rollback() began, for the end event
         # Called once the job row exists and this process holds the job's lock
         # (plan_and_run releases its table lock there; see journal.table_lock).
         self.on_job_opened: Callable[[], Awaitable[None]] | None = None
@@ -196,7 +201,7 @@ class Executor:
 
     async def run(self, plan: Plan | None = None, *, job_id: int | None = None) -> JobResult:
         """Start ``plan`` as a new job, or resume job ``job_id``, or the unfinished twin of ``plan``."""
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         conn = self._conn = await connect(self.dsn)
         try:
             setup = session_setup(self.options.settings)
@@ -274,6 +279,13 @@ class Executor:
             # A run of all phases stops before a step that would break code that
             # does not know the change: only an explicit --phase passes it.
             todo = todo[:todo.index(gate)]
+        cutover = None
+        if self.options.postpone_contract and self.options.phase is None:
+            # The operator runs the cut-over (`online resume`) when it suits them.
+            cutover = next((s for s in todo if s.phase is Phase.CONTRACT
+                            and records[s.id].status is not StepStatus.DONE), None)
+            if cutover is not None:
+                todo = todo[:todo.index(cutover)]
         await journal.set_job(conn, job.id, JobStatus.RUNNING, clear_request=True)
         self._backend_pid = conn.info.backend_pid
         self.progress.job(job.id, plan.kind, plan.target, resumed)
@@ -314,9 +326,12 @@ class Executor:
             await self._finish(job.id, JobStatus.INTERRUPTED, exc)
             raise
         except PgOnlineError as exc:
-            await self._finish(job.id, JobStatus.FAILED, exc, default_hint=(
-                f"fix the cause, then `online resume {job.id}`; "
-                f"or undo the expand phase with `online rollback {job.id}`"))
+            if isinstance(exc, LockUnavailableError):
+                exc.hint = lock_hint(job.id, exc.blocker)
+            # The same way out on the terminal as in the journal.
+            exc.hint = exc.hint or (f"fix the cause, then `online resume {job.id}`; "
+                                    f"or undo the expand phase with `online rollback {job.id}`")
+            await self._finish(job.id, JobStatus.FAILED, exc)
             raise
         except (anyio.get_cancelled_exc_class(), KeyboardInterrupt) as exc:
             await self._finish(job.id, JobStatus.INTERRUPTED, exc)
@@ -328,6 +343,12 @@ class Executor:
             self.progress.close()
         remaining = [s.id for s in plan.steps
                      if s.id not in ran and records[s.id].status is not StepStatus.DONE]
+        if cutover is not None and cutover.id in remaining:
+            hint = (f"waiting for cut-over: `online resume {job.id}` runs the contract phase "
+                    f"({cutover.id}) when you are ready")
+            await self._finish(job.id, JobStatus.WAITING, None, default_hint=hint)
+            return JobResult(job.id, JobStatus.WAITING, resumed, time.monotonic() - t0,
+                             tuple(ran), next_hint=hint)
         if remaining:
             nxt = next(s.phase for s in plan.steps if s.id in remaining)
             hint = f"next phase: `online resume {job.id} --phase {nxt}`"
@@ -371,11 +392,14 @@ class Executor:
                     await backfill.run()
                 except psycopg.Error as exc:
                     if is_connection_lost(exc):
-                        self._rows_updated[step.id] = backfill.rows_updated
                         raise
                     # A batch failed for good (e.g. a value the conversion
                     # rejects): a StatementError, so the job is marked failed.
                     raise _server_error(step, exc) from exc
+                finally:
+                    # Rows of committed batches: carried over to a new connection,
+                    # and reported by the job's end event.
+                    self._rows_updated[step.id] = backfill.rows_updated
             elif not await self._run_sql_step(conn, job.id, step):
                 self.progress.step_skipped(step, "effect already present")
             self._step_running = None
@@ -403,7 +427,8 @@ class Executor:
                 raise ConnectionLost(
                     f"job {job.id}: the connection to PostgreSQL was lost again and again "
                     f"without progress for --reconnect-timeout {timeout:g}s (last: "
-                    f"{' '.join(str(exc).split())} [SQLSTATE {exc.sqlstate}])", hint=hint)
+                    f"{' '.join(str(exc).split())} [SQLSTATE {exc.sqlstate}])", hint=hint,
+                    sqlstate=exc.sqlstate)
             try:
                 conn = await reopen(self.dsn, deadline=deadline, what=str(job.id))
             except ConnectError as err:
@@ -457,6 +482,15 @@ class Executor:
         """
         message = getattr(exc, "message", None) or (str(exc) if exc else None) or None
         hint = getattr(exc, "hint", None) or default_hint
+        # The last event of every run: job.finished (it ran what it was asked to),
+        # job.stopped (paused or cancelled on request, interrupted) or job.failed.
+        event = ("job.failed" if status is JobStatus.FAILED
+                 else "job.finished" if exc is None else "job.stopped")
+        (log.error if status is JobStatus.FAILED else log.info)(
+            event, job=job_id, status=str(status),
+            duration_s=round(time.monotonic() - self._t0, 3),
+            rows=sum(self._rows_updated.values()), error=message, hint=hint,
+            sqlstate=getattr(exc, "sqlstate", None))
         with anyio.CancelScope(shield=True):
             try:
                 ctl = await connect(self.dsn)

@@ -8,10 +8,12 @@ therefore never claim more (or less) than what the database actually holds.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -30,8 +32,9 @@ log = structlog.get_logger("pgonline.engine.journal")
 
 SCHEMA = "pgonline"
 # 1: jobs, steps, checkpoints.  2: jobs.target_oid and the unique index that
-# allows one unfinished job per table (see _migrate_to_2).
-SCHEMA_VERSION = 2
+# allows one unfinished job per table (see _MIGRATE_TO_2).  3: what
+# `online status` shows and `online set/throttle` steers (see _MIGRATE_TO_3).
+SCHEMA_VERSION = 3
 # Advisory lock key space: (namespace, job id).  The namespace is a constant so
 # other applications' advisory locks cannot collide with ours by accident.
 # (LOCK_NAMESPACE, 0) serializes creating and migrating the journal schema.
@@ -45,6 +48,8 @@ TABLE_LOCK_NAMESPACE = 0x706770  # "pgp"
 class JobStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"
+    # Backfill done, cut-over (contract) postponed until `online resume` (--postpone-contract).
+    WAITING = "waiting_cutover"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -126,6 +131,30 @@ CREATE TABLE IF NOT EXISTS pgonline.checkpoints (
 );
 """
 
+# Version 3: for `online status` and live control.
+# * runner_pid / runner_host: the client process running the job (jobs.pid is
+#   its server backend);
+# * settings: what `online set` changed, applied by the runner within one batch
+#   and again by any later runner of the job; settings_rev counts the changes
+#   and settings_seen the ones a runner has applied;
+# * throttled / throttle_until: `online throttle` (until then; NULL: until
+#   `online unthrottle`);
+# * throttled_by: why the backfill waits right now, written when it starts and
+#   ends waiting (not on every poll);
+# * checkpoints.rows_per_s: the backfill's rate over its last minute.
+# Every column is nullable or has a default: a runner of version 2 keeps working.
+_MIGRATE_TO_3 = """
+ALTER TABLE pgonline.jobs ADD COLUMN IF NOT EXISTS runner_pid integer,
+                          ADD COLUMN IF NOT EXISTS runner_host text,
+                          ADD COLUMN IF NOT EXISTS settings jsonb NOT NULL DEFAULT '{}',
+                          ADD COLUMN IF NOT EXISTS settings_rev integer NOT NULL DEFAULT 0,
+                          ADD COLUMN IF NOT EXISTS settings_seen integer NOT NULL DEFAULT 0,
+                          ADD COLUMN IF NOT EXISTS throttled boolean NOT NULL DEFAULT false,
+                          ADD COLUMN IF NOT EXISTS throttle_until timestamptz,
+                          ADD COLUMN IF NOT EXISTS throttled_by text;
+ALTER TABLE pgonline.checkpoints ADD COLUMN IF NOT EXISTS rows_per_s double precision;
+"""
+
 # Version 2.  A journal written by version 1 may already hold two unfinished
 # jobs on one table (the race this index closes); then only the newest gets
 # its target_oid, the older ones keep NULL, which the unique index does not
@@ -163,6 +192,13 @@ class Job:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    # Version 3 (None/empty when read from an older journal).
+    runner_pid: int | None = None
+    runner_host: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    settings_rev: int = 0
+    throttle_until: datetime | None = None
+    throttled_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +208,8 @@ class StepRecord:
     status: StepStatus
     attempts: int
     error: str | None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +221,8 @@ class Checkpoint:
     batches: int
     batch_size: int
     finished: bool
+    rows_per_s: float | None = None  # over the last minute (version 3)
+    updated_at: datetime | None = None  # read back only: when the last batch committed
 
 
 async def schema_version(conn: Conn) -> int | None:
@@ -212,6 +252,7 @@ async def ensure_schema(conn: Conn) -> None:
         if version is None:
             await conn.execute(_DDL)
         await conn.execute(_MIGRATE_TO_2)
+        await conn.execute(_MIGRATE_TO_3)
         await conn.execute(
             """INSERT INTO pgonline.meta VALUES ('schema_version', %s)
                ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
@@ -242,6 +283,12 @@ def _job(row: dict[str, Any]) -> Job:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        runner_pid=row.get("runner_pid"),
+        runner_host=row.get("runner_host"),
+        settings=dict(row.get("settings") or {}),
+        settings_rev=int(row.get("settings_rev") or 0),
+        throttle_until=row.get("throttle_until"),
+        throttled_by=row.get("throttled_by"),
     )
 
 
@@ -460,9 +507,14 @@ async def list_jobs(conn: Conn, *, include_finished: bool = True, limit: int = 5
     if not row or not row[0]:
         return []
     async with conn.cursor(row_factory=dict_row) as c:
+        # A cancelled job that left completed steps in place (a half-filled
+        # column, say) still needs a decision: it is listed until rolled back.
         await c.execute(
-            """SELECT * FROM pgonline.jobs
+            """SELECT * FROM pgonline.jobs j
                 WHERE %s OR status NOT IN ('done', 'cancelled', 'rolled_back')
+                   OR (status = 'cancelled' AND EXISTS (
+                        SELECT 1 FROM pgonline.steps s
+                         WHERE s.job_id = j.id AND s.status IN ('done', 'running', 'failed')))
                 ORDER BY id DESC LIMIT %s""",
             [include_finished, limit],
         )
@@ -471,12 +523,13 @@ async def list_jobs(conn: Conn, *, include_finished: bool = True, limit: int = 5
 
 async def steps(conn: Conn, job_id: int) -> dict[str, StepRecord]:
     cur = await conn.execute(
-        """SELECT step_id, ord, status, attempts, error FROM pgonline.steps
-             WHERE job_id = %s ORDER BY ord""",
+        """SELECT step_id, ord, status, attempts, error, started_at, finished_at
+             FROM pgonline.steps WHERE job_id = %s ORDER BY ord""",
         [job_id],
     )
     return {
-        r[0]: StepRecord(r[0], r[1], StepStatus(r[2]), r[3], r[4]) for r in await cur.fetchall()
+        r[0]: StepRecord(r[0], r[1], StepStatus(r[2]), r[3], r[4], r[5], r[6])
+        for r in await cur.fetchall()
     }
 
 
@@ -511,6 +564,20 @@ async def set_job(conn: Conn, job_id: int, status: JobStatus, *, error: str | No
         """,
         [status.value, error, hint, status.value, clear_request, status.value, job_id],
     )
+    await _set_runner(conn, job_id, running=status is JobStatus.RUNNING)
+
+
+async def _set_runner(conn: Conn, job_id: int, *, running: bool) -> None:
+    """A new runner records its process (kept afterwards: who ran it last); no stale reason."""
+    if await schema_version(conn) != SCHEMA_VERSION:
+        return  # an older journal, not upgraded by this command, has no such columns
+    if running:
+        await conn.execute(
+            """UPDATE pgonline.jobs SET runner_pid = %s, runner_host = %s, throttled_by = NULL
+                WHERE id = %s""", [os.getpid(), socket.gethostname(), job_id])
+    else:
+        await conn.execute("UPDATE pgonline.jobs SET throttled_by = NULL WHERE id = %s",
+                           [job_id])
 
 
 async def restore_status(conn: Conn, job_id: int, status: JobStatus, *, error: str | None,
@@ -541,35 +608,134 @@ async def pending_request(conn: Conn, job_id: int) -> Request | None:
     return Request(row[0]) if row and row[0] else None
 
 
-async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint | None:
+@dataclass(frozen=True)
+class Control:
+    """What other terminals ask of a running job, read in one round trip between batches."""
+
+    request: Request | None
+    settings: dict[str, Any]
+    settings_rev: int
+    throttled_until: datetime | None  # `online throttle` in force until then (None: not)
+    throttled_forever: bool
+
+
+async def pending_control(conn: Conn, job_id: int) -> Control:
+    cur = await conn.execute(_CONTROL, [job_id])
+    return _control(await cur.fetchone(), job_id)
+
+
+async def settings_seen(conn: Conn, job_id: int, rev: int) -> None:
+    """The runner applied the settings up to revision ``rev``."""
+    await conn.execute("UPDATE pgonline.jobs SET settings_seen = greatest(settings_seen, %s)"
+                       " WHERE id = %s", [rev, job_id])
+
+
+async def change_settings(conn: Conn, job_id: int, changes: dict[str, Any]) -> int:
+    """Merge ``changes`` into the job's live settings; the new revision number."""
     cur = await conn.execute(
-        """SELECT last_key, max_key, rows_done, rows_total, batches, batch_size, finished
-              FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s""",
-        [job_id, step_id],
+        """UPDATE pgonline.jobs SET settings = settings || %s, settings_rev = settings_rev + 1,
+                  updated_at = now()
+            WHERE id = %s RETURNING settings_rev""",
+        [Jsonb(changes), job_id],
     )
     row = await cur.fetchone()
-    return Checkpoint(*row) if row else None
+    assert row is not None
+    return int(row[0])
 
 
-async def save_checkpoint(conn: Conn, job_id: int, step_id: str, cp: Checkpoint) -> None:
-    """Upsert a checkpoint; called in the same transaction as the batch it describes."""
-    await conn.execute(
+async def settings_applied(conn: Conn, job_id: int) -> int:
+    cur = await conn.execute("SELECT settings_seen FROM pgonline.jobs WHERE id = %s", [job_id])
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def set_throttle(conn: Conn, job_id: int, for_s: float | None) -> datetime | None:
+    """Hold the job's backfill for ``for_s`` seconds (None: until lifted); until when."""
+    cur = await conn.execute(
+        """UPDATE pgonline.jobs
+              SET throttled = true,
+                  throttle_until = now() + make_interval(secs => %s::float8),
+                  updated_at = now()
+            WHERE id = %s RETURNING throttle_until""",
+        [for_s, job_id],
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    until: datetime | None = row[0]
+    return until
+
+
+async def clear_throttle(conn: Conn, job_id: int) -> None:
+    await conn.execute("UPDATE pgonline.jobs SET throttled = false, throttle_until = NULL,"
+                       " updated_at = now() WHERE id = %s", [job_id])
+
+
+async def set_throttled_by(conn: Conn, job_id: int, reason: str | None) -> None:
+    """Why the backfill waits now (None: it runs); written when that changes."""
+    await conn.execute("UPDATE pgonline.jobs SET throttled_by = %s WHERE id = %s",
+                       [reason, job_id])
+
+
+async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s",
+                          [job_id, step_id])
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    return Checkpoint(row["last_key"], row["max_key"], row["rows_done"], row["rows_total"],
+                      row["batches"], row["batch_size"], row["finished"],
+                      row.get("rows_per_s"), row["updated_at"])
+
+
+# The control row (see Control); save_checkpoint reads the same columns.
+_CONTROL = """SELECT request, settings, settings_rev,
+                     CASE WHEN throttled AND throttle_until > now() THEN throttle_until END,
+                     throttled AND throttle_until IS NULL
+                FROM pgonline.jobs WHERE id = %s"""
+
+
+def _control(row: Any, job_id: int) -> Control:
+    if row is None:
+        raise JobError(f"job {job_id} does not exist")
+    return Control(Request(row[0]) if row[0] else None, dict(row[1] or {}), int(row[2]),
+                   None if row[4] else row[3], bool(row[4]))
+
+
+async def save_checkpoint(conn: Conn, job_id: int, step_id: str, cp: Checkpoint) -> Control:
+    """Upsert a checkpoint; called in the same transaction as the batch it describes.
+
+    The same round trip reads what other terminals asked of the job since
+    (pause, cancel, `online set`, `online throttle`), so every batch sees
+    them without a query of its own.
+    """
+    cur = await conn.execute(
         """
-        INSERT INTO pgonline.checkpoints AS c
-               (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
-                batch_size, finished, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-        ON CONFLICT (job_id, step_id) DO UPDATE
-           SET last_key = excluded.last_key, max_key = excluded.max_key,
-               rows_done = excluded.rows_done, rows_total = excluded.rows_total,
-               batches = excluded.batches, batch_size = excluded.batch_size,
-               finished = excluded.finished, updated_at = now()
+        WITH saved AS (
+            INSERT INTO pgonline.checkpoints AS c
+                   (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
+                    batch_size, finished, rows_per_s, updated_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (job_id, step_id) DO UPDATE
+               SET last_key = excluded.last_key, max_key = excluded.max_key,
+                   rows_done = excluded.rows_done, rows_total = excluded.rows_total,
+                   batches = excluded.batches, batch_size = excluded.batch_size,
+                   finished = excluded.finished, rows_per_s = excluded.rows_per_s,
+                   updated_at = now()
+            RETURNING 1
+        )
+        SELECT request, settings, settings_rev,
+               CASE WHEN throttled AND throttle_until > now() THEN throttle_until END,
+               throttled AND throttle_until IS NULL
+          FROM pgonline.jobs, saved WHERE id = %s
         """,
         [job_id, step_id,
          None if cp.last_key is None else Jsonb(cp.last_key),
          None if cp.max_key is None else Jsonb(cp.max_key),
-         cp.rows_done, cp.rows_total, cp.batches, cp.batch_size, cp.finished],
+         cp.rows_done, cp.rows_total, cp.batches, cp.batch_size, cp.finished, cp.rows_per_s,
+         job_id],
     )
+    return _control(await cur.fetchone(), job_id)
 
 
 async def try_lock_job(conn: Conn, job_id: int) -> bool:

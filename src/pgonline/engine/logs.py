@@ -38,7 +38,23 @@ def _stderr_logger(*_: Any) -> _StderrLogger:
     return _StderrLogger()
 
 
+def _drop_unset(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    # Readable lines say what is, not what is not: no `paused=None`.
+    for key in [k for k, v in event.items() if v is None]:
+        del event[key]
+    return event
+
+
+_format: list[LogFormat] = ["human"]
+
+
+def current_format() -> LogFormat:
+    """The format configured last (the CLI's errors follow it)."""
+    return _format[0]
+
+
 def configure(fmt: LogFormat = "human", *, verbose: bool = False) -> None:
+    _format[0] = fmt
     level = logging.DEBUG if verbose else logging.INFO
     renderer: Any = (
         structlog.processors.JSONRenderer()
@@ -51,6 +67,7 @@ def configure(fmt: LogFormat = "human", *, verbose: bool = False) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _redact_values,
+            *([] if fmt == "json" else [_drop_unset]),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

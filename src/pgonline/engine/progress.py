@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,6 @@ from rich.progress import (
     MofNCompleteColumn,
     TaskID,
     TextColumn,
-    TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.progress import (
@@ -30,6 +30,7 @@ from rich.progress import (
 from pgonline.engine.plan import Step
 
 log = structlog.get_logger("pgonline")
+RATE_WINDOW_S = 60.0
 
 
 @dataclass
@@ -43,6 +44,11 @@ class BackfillStats:
     rate: float = 0.0
     started: float = field(default_factory=time.monotonic)
     paused_reason: str | None = None
+    # (monotonic time, rows done) after each batch of the last RATE_WINDOW_S.
+    _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+
+    def __post_init__(self) -> None:
+        self._window.append((self.started, self.rows_done))
 
     @property
     def percent(self) -> float:
@@ -58,10 +64,22 @@ class BackfillStats:
 
     def observe(self, rows: int, seconds: float) -> None:
         """Fold one batch into the smoothed rate (EWMA, so one slow batch does not swing ETA)."""
+        now = time.monotonic()
+        self._window.append((now, self.rows_done + rows))
+        while len(self._window) > 2 and now - self._window[1][0] >= RATE_WINDOW_S:
+            self._window.popleft()
         if seconds <= 0:
             return
         inst = rows / seconds
         self.rate = inst if self.rate == 0 else 0.7 * self.rate + 0.3 * inst
+
+    @property
+    def rate_last_minute(self) -> float | None:
+        """Rows per second over the last minute, waits for throttles included (None: too early)."""
+        if len(self._window) < 2:
+            return None
+        (t0, r0), (t1, r1) = self._window[0], self._window[-1]
+        return (r1 - r0) / (t1 - t0) if t1 > t0 else None
 
     def fields(self) -> dict[str, Any]:
         eta = self.eta_s
@@ -90,7 +108,9 @@ class Progress:
         log.info("job resumed" if resumed else "job started", job=job_id, kind=kind, target=target)
 
     def step_started(self, index: int, count: int, step: Step) -> None:
-        log.info("step started", step=step.id, n=f"{index}/{count}", phase=str(step.phase),
+        # count 0: a step of a rollback, which undoes steps out of plan order.
+        position = {"n": f"{index}/{count}"} if count else {}
+        log.info("step started", step=step.id, **position, phase=str(step.phase),
                  lock=str(step.lock))
 
     def step_skipped(self, step: Step, why: str) -> None:
@@ -103,10 +123,13 @@ class Progress:
     def backfill(self, step: Step, stats: BackfillStats, *, force: bool = False) -> None:
         if self.bar:
             if self._rich is None:
+                # Fits 80 columns: the bar takes what the numbers leave, and a
+                # throttle shows as one word here, its reason on a line of its own
+                # (the "throttled" log line, printed above the bar).
                 self._rich = RichProgress(
-                    TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.percentage:>5.1f}%"), TextColumn("{task.fields[rate]}"),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
+                    MofNCompleteColumn(), TextColumn("{task.percentage:>5.1f}%"),
+                    TextColumn("{task.fields[rate]}"), TextColumn("ETA"), TimeRemainingColumn(),
                     TextColumn("{task.fields[note]}"),
                     console=Console(file=sys.stderr), transient=False,
                 )
@@ -116,7 +139,7 @@ class Progress:
             self._rich.update(
                 self._task, completed=stats.rows_done, total=max(stats.rows_total, stats.rows_done),
                 rate=f"{stats.rate:,.0f} rows/s",
-                note=f"paused: {stats.paused_reason}" if stats.paused_reason else "",
+                note="[yellow]throttled" if stats.paused_reason else "",
             )
             return
         now = time.monotonic()

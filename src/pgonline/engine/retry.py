@@ -101,5 +101,6 @@ async def with_retries(what: str, fn: Callable[[], Awaitable[T]], *, attempts: i
             f"{what}: gave up after {attempts} attempts (last SQLSTATE {sqlstate})",
             hint="another session holds a conflicting lock or the batch keeps timing out; "
             "see blockers with `SELECT * FROM pg_stat_activity`, then `online resume`",
+            sqlstate=sqlstate,
         ) from last
     raise AssertionError("unreachable")  # pragma: no cover

@@ -530,4 +530,4 @@ def statement_error(pf: ParsedFile, s: Statement, exc: psycopg.Error, *, hint: s
     detail = f" ({diag.message_detail})" if diag.message_detail else ""
     server_hint = f" [server hint: {diag.message_hint}]" if diag.message_hint else ""
     return StatementError(f"{pf.position(offset)}: {msg}{detail} [SQLSTATE {exc.sqlstate}]{server_hint}",
-                          hint=hint)
+                          hint=hint, sqlstate=exc.sqlstate)

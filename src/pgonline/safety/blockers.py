@@ -33,7 +33,7 @@ import structlog
 
 from pgonline.connection import Conn, connect
 from pgonline.engine.plan import LockLevel, Step
-from pgonline.errors import PgOnlineError
+from pgonline.errors import LockUnavailableError, PgOnlineError
 
 log = structlog.get_logger("pgonline.safety.blockers")
 T = TypeVar("T")
@@ -69,7 +69,7 @@ class Blocker:
 
     def fields(self) -> dict[str, Any]:
         return {"blocker_pid": self.pid, "user": self.user, "application": self.application,
-                "state": self.state, "age_s": round(self.age_s, 1), "mode": self.mode,
+                "state": self.state, "age_s": round(max(0.0, self.age_s), 1), "mode": self.mode,
                 "query": self.query, "waiting_for_lock": self.waiting}
 
 
@@ -129,6 +129,26 @@ async def cancel_backend(conn: Conn, pid: int) -> bool:
     return bool(row and row[0])
 
 
+def _culprit(blockers: list[Blocker]) -> Blocker:
+    """The session to name: one that holds the lock (not one queued like us), oldest first."""
+    holding = [b for b in blockers if not b.waiting] or blockers
+    return max(holding, key=lambda b: b.age_s)
+
+
+def lock_hint(job_id: int, blocker: object | None) -> str:
+    """What to do when job ``job_id`` gave up on a lock, naming the blocker if one was seen."""
+    if isinstance(blocker, Blocker):
+        query = " ".join(blocker.query.split())
+        query = query if len(query) <= 100 else query[:97] + "..."
+        # Advice text for the operator, never executed.
+        end_it = f"SELECT pg_terminate_backend({blocker.pid})"
+        return (f"pid {blocker.pid} ({blocker.user}, {blocker.application}, {blocker.state} for "
+                f"{max(0.0, blocker.age_s):.0f}s) blocked it: {query!r}; once it is done, "
+                f"`online resume {job_id}` (or end it: {end_it})")
+    return (f"another session holds a conflicting lock or the batch keeps timing out; see "  # noqa: S608
+            f"`SELECT * FROM pg_stat_activity`, then `online resume {job_id}`")
+
+
 class LockWatch:
     """Watches one cut-over step's lock acquisition from a side connection."""
 
@@ -144,6 +164,8 @@ class LockWatch:
         self.seen: set[int] = set()
         self.cancelled: set[int] = set()
         self._started = 0.0
+        # Who blocked us last: named by the give-up hint if the step runs out of attempts.
+        self.last: Blocker | None = None
 
     @staticmethod
     def applies(step: Step) -> bool:
@@ -173,6 +195,8 @@ class LockWatch:
             with anyio.CancelScope(shield=True):
                 await side.close()
         if error is not None:
+            if isinstance(error, LockUnavailableError) and self.last is not None:
+                error.blocker = self.last
             raise error
         return result
 
@@ -182,6 +206,8 @@ class LockWatch:
         except psycopg.Error as exc:
             log.warning("cannot list lock holders", step=self.step.id, error=str(exc).strip())
             return
+        if holders:
+            self.last = _culprit(holders)
         for b in holders:
             log.warning("session holds a conflicting lock; our step will wait for it",
                         step=self.step.id, table=self.relation, lock=str(self.step.lock),
@@ -203,6 +229,8 @@ class LockWatch:
     async def _check(self, side: Conn) -> None:
         blockers = await blocking(side, self.our_pid)
         waited = time.monotonic() - self._started
+        if blockers:
+            self.last = _culprit(blockers)
         for b in blockers:
             if b.pid not in self.seen:
                 self.seen.add(b.pid)

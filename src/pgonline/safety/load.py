@@ -88,7 +88,8 @@ class QueryThrottle:
                 raise  # not the query's fault: the executor reconnects
             msg = exc.diag.message_primary or str(exc).strip()
             raise PreflightError(f"--throttle-query failed: {msg} [SQLSTATE {exc.sqlstate}]",
-                                 hint="fix the query, then `online resume`") from None
+                                 hint="fix the query, then `online resume`",
+                                 sqlstate=exc.sqlstate) from None
         if len(rows) != 1 or len(rows[0]) != 1:
             raise PreflightError("--throttle-query must return exactly one row with one column",
                                  hint=f"it returned {len(rows)} row(s)")

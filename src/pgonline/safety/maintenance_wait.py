@@ -90,7 +90,7 @@ async def wait_for_maintenance(conn: Conn, relation: str, *, max_wait_s: float,
             log.info("waiting outside the lock queue for maintenance on the table",
                      relation=relation, pid=holder.pid, mode=holder.mode,
                      backend=holder.backend_type, query=holder.query[:200],
-                     running_s=round(holder.xact_age_s, 1), max_wait_s=max_wait_s)
+                     running_s=round(max(0.0, holder.xact_age_s), 1), max_wait_s=max_wait_s)
         await anyio.sleep(poll_s)
     waited = time.monotonic() - t0
     if seen:

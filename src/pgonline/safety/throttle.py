@@ -17,8 +17,8 @@ The :class:`Throttles` of a command are built by the CLI layer
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from pgonline.connection import Conn
 
@@ -73,3 +73,29 @@ class Throttles:
 
     def describe(self) -> list[str]:
         return [repr(t) for t in self.throttles]
+
+    def apply(self, settings: Mapping[str, Any]) -> None:
+        """Live thresholds from ``online set`` (``max_lag``, ``max_active_sessions``).
+
+        A watcher the job already has gets the new limit; otherwise one is
+        added (lag then measured on the primary, as ``--max-lag`` alone does).
+        The values were validated by ``online set``.
+        """
+        from pgonline.safety.activity import ActiveSessions
+        from pgonline.safety.lag import PrimaryLag, ReplicaLag, parse_lag
+
+        if settings.get("max_lag") is not None:
+            limit = parse_lag(str(settings["max_lag"]))
+            lags: list[PrimaryLag | ReplicaLag] = [
+                t for t in self.throttles if isinstance(t, PrimaryLag | ReplicaLag)]
+            for lag in lags:
+                lag.limit = limit
+            if not lags:
+                self.throttles.append(PrimaryLag(limit))
+        if settings.get("max_active_sessions") is not None:
+            n = int(settings["max_active_sessions"])
+            sessions: list[ActiveSessions] = [t for t in self.throttles if isinstance(t, ActiveSessions)]
+            for watcher in sessions:
+                watcher.limit = n
+            if not sessions:
+                self.throttles.append(ActiveSessions(n))
