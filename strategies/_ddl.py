@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
+from pgonline.catalog.suggestions import missing_column
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.sql.names import derived_name, helper_name
@@ -24,10 +25,7 @@ def require_columns(table: TableFacts, columns: Sequence[str]) -> None:
         raise CatalogError(f"a column is listed twice: {', '.join(columns)}")
     for c in columns:
         if table.column(c) is None:
-            raise CatalogError(
-                f"column {render(sql.Identifier(c))} does not exist in {table.display}",
-                hint=f"see the columns with `\\d {table.display}` in psql",
-            )
+            raise missing_column(table, c)
 
 
 def require_batch_key(table: TableFacts) -> tuple[str, ...]:

@@ -70,6 +70,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddCheckArgs) -> AddCheckF
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    postponable=True,
     help="Add CHECK (EXPR) named NAME to TABLE: NOT VALID, then VALIDATE.",
     params=(Arg("table"), Arg("name"), Arg("expression", metavar="EXPR")),
     replaces="`ADD CONSTRAINT ... CHECK`",

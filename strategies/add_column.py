@@ -91,6 +91,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddColumnArgs) -> AddColum
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    backfills=True, postponable=True,
     help="Add COLUMN of TYPE to TABLE without a long lock.",
     params=(
         Arg("table"), Arg("column"), Arg("type_", metavar="TYPE"),

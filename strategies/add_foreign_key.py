@@ -180,6 +180,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddForeignKeyArgs) -> AddF
 
 COMMAND = Command(
     parse=parse, gather=gather, complete=complete,
+    postponable=True,
     help="Add a FOREIGN KEY on TABLE (COLUMNS...): NOT VALID, then VALIDATE.",
     params=(
         Arg("table"), Arg("columns", many=True),

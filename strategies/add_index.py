@@ -138,6 +138,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddIndexArgs) -> AddIndexF
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    builds_index=True,
     help="Build an index on TABLE (COLUMNS...) with CREATE INDEX CONCURRENTLY.",
     params=(
         Arg("table"), Arg("columns", many=True, required=False),

@@ -47,6 +47,7 @@ def pk_name(table: str, _columns: tuple[str, ...]) -> str:
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    builds_index=True,
     help="Add a PRIMARY KEY on TABLE (COLUMNS...) via a concurrently built index.",
     params=(
         Arg("table"), Arg("columns", many=True),

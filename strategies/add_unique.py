@@ -157,6 +157,7 @@ async def gather(conn: Conn, table: TableFacts, args: AddUniqueArgs) -> AddUniqu
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    builds_index=True,
     help="Add a UNIQUE constraint on TABLE (COLUMNS...) via a concurrently built index.",
     params=(
         Arg("table"), Arg("columns", many=True),

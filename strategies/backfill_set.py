@@ -76,6 +76,7 @@ async def gather(conn: Conn, table: TableFacts, args: BackfillArgs) -> BackfillF
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    backfills=True,
     help="UPDATE TABLE SET ... [WHERE ...] in short, resumable keyset batches.",
     params=(
         Arg("table"),

@@ -153,6 +153,7 @@ async def gather(conn: Conn, table: TableFacts, args: ChangeTypeArgs) -> ChangeT
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    backfills=True, builds_index=True, postponable=True,
     help="""Change COLUMN of TABLE to NEWTYPE: in place when no rewrite is needed, else via a
     shadow column, trigger, backfill and a milliseconds-long cut-over.""",
     params=(

@@ -91,6 +91,7 @@ async def gather(conn: Conn, table: TableFacts, args: RenameColumnArgs) -> Renam
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    backfills=True, postponable=True,
     help="""Rename OLD to NEW so that old and new application code both work meanwhile.
 
     Run --phase expand, then --phase backfill, deploy code using NEW, then --phase contract.

@@ -91,6 +91,7 @@ async def gather(conn: Conn, table: TableFacts, args: SetNotNullArgs) -> SetNotN
 
 COMMAND = Command(
     parse=parse, gather=gather,
+    backfills=True, postponable=True,
     help="Make COLUMN of TABLE NOT NULL via a validated CHECK (no long lock).",
     params=(
         Arg("table"), Arg("column"),

@@ -197,3 +197,50 @@ def test_status_watch_ends_with_the_job_and_json_is_one_object(db, online):
     assert r.code == 0 and json.loads(r.out)["state"] == "done"
     r = online("status", "--format", "json")
     assert r.code == 0 and [j["id"] for j in json.loads(r.out)] == [1]
+
+
+BACKFILL_ONLY = ("--batch-size", "--sleep-ms", "--target-batch-ms", "--batch-timeout",
+                 "--max-lag", "--max-active-sessions", "--throttle-query", "--throttle-interval")
+
+
+@pytest.mark.parametrize("command", [["add-check"], ["add-index"], ["add-unique"],
+                                     ["drop-column"], ["drop-index"], ["rollback"],
+                                     ["migrate", "create"]])
+def test_help_lists_no_backfill_or_throttle_options_where_none_apply(online, command):
+    r = online(*command, "--help", with_dsn=False)
+    assert r.code == 0, r.err
+    assert not [o for o in BACKFILL_ONLY if o in r.out], r.out
+
+
+@pytest.mark.parametrize("command", [["add-column"], ["change-type"], ["backfill"],
+                                     ["rename-column"], ["set-not-null"], ["resume"],
+                                     ["migrate", "up"]])
+def test_help_lists_the_backfill_options_where_a_backfill_can_run(online, command):
+    r = online(*command, "--help", with_dsn=False)
+    assert r.code == 0, r.err
+    assert all(o in r.out for o in ("--batch-size", "--sleep-ms", "--max-lag")) or \
+        command[0] == "migrate", r.out
+    assert "--max-lag" in r.out and "--lock-timeout" in r.out
+
+
+def test_only_commands_with_a_later_contract_phase_offer_to_postpone_it(online):
+    assert "--postpone-contract" in online("add-column", "--help", with_dsn=False).out
+    assert "--postpone-contract" in online("add-check", "--help", with_dsn=False).out
+    assert "--postpone-contract" not in online("drop-index", "--help", with_dsn=False).out
+    assert "--parallel-workers" in online("add-index", "--help", with_dsn=False).out
+    assert "--parallel-workers" not in online("add-check", "--help", with_dsn=False).out
+
+
+def test_the_docs_state_the_lock_timeout_default_that_help_shows(online):
+    from pathlib import Path
+
+    from pgonline.connection import SessionSettings
+
+    default = SessionSettings().lock_timeout_ms
+    root = Path(__file__).resolve().parent.parent
+    assert f"(`--lock-timeout`, {default} ms by default)" in \
+        (root / "docs" / "migrations.md").read_text(encoding="utf-8")
+    assert f"`--lock-timeout MS` ({default})" in (root / "README.md").read_text(encoding="utf-8")
+    for command in (["migrate", "up"], ["add-column"], ["resume"]):
+        help_text = " ".join(online(*command, "--help", with_dsn=False).out.split())
+        assert f"[default: {default}" in help_text.split("--lock-timeout", 1)[1][:300], command

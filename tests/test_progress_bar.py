@@ -105,3 +105,20 @@ def test_a_throttled_bar_says_so_and_prints_the_reason_on_its_own_line(db, dsn):
     bars = [line for line in lines if "rows/s" in line]
     assert any("throttled" in b for b in bars), bars
     assert all(len(b) <= 80 for b in bars), max(bars, key=len)
+
+
+def test_json_logs_on_a_terminal_draw_no_bar(db, dsn):
+    create_users(db, 5000)
+    code, screen = _run_in_pty(["--log-format", "json", "add-column", "users", "t", "text",
+                                "--backfill", "md5(email)", "--default", "''", "--not-null",
+                                "--dsn", dsn])
+    assert code == 0, screen
+    import json
+
+    for line in screen.replace("\r", "").splitlines():
+        # The terminal shows stdout too: the result line is not a log line.
+        if line.strip() and not re.fullmatch(r"job 1 finished in \S+ \(6 steps run\)", line):
+            try:
+                json.loads(line)  # every line one JSON object: no bar, no escape codes
+            except json.JSONDecodeError:
+                raise AssertionError(f"not JSON: {line!r}") from None

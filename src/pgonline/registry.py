@@ -100,6 +100,12 @@ class Command:
     # The change names an index, not a table: its job is journaled under the
     # index's table, and ``gather`` gets the index's name.
     on_index: bool = False
+    # What its plans can hold, for the options its command lists: a backfill
+    # (batch options and watchers), an index build (--parallel-workers), a
+    # contract phase after others (--postpone-contract).
+    backfills: bool = False
+    builds_index: bool = False
+    postponable: bool = False
     # args -> (args, note) or None: what a dry run plans instead, and why
     # (drop-column without --confirm shows what --confirm would run).
     preview: Callable[[Any], tuple[Any, str] | None] | None = None

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
 from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.suggestions import missing_column
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql import row_expression
@@ -90,8 +91,7 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
     """Everything the column strategies need about ``table.column``, or CatalogError."""
     col = table.column(column)
     if col is None:
-        raise CatalogError(f"column {render(sql.Identifier(column))} does not exist "
-                           f"in {table.display}")
+        raise missing_column(table, column)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             """

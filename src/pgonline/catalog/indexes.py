@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgonline.catalog.facts import DropIndexFacts, ExistingRelation, TableFacts
+from pgonline.catalog.suggestions import relation_hint
 from pgonline.connection import Conn
 from pgonline.errors import CatalogError, UsageError
 from pgonline.sql.identifiers import QualifiedName
@@ -134,7 +135,8 @@ async def index_by_name(conn: Conn, name: QualifiedName) -> DropIndexFacts:
         raise
     row = await cur.fetchone()
     if row is None:
-        raise CatalogError(f"index {name} does not exist")
+        raise CatalogError(f"index {name} does not exist",
+                           hint=await relation_hint(conn, name, ("i", "I")))
     schema, rel, kind, tschema, tname, definition, con, contype = row
     if kind not in ("i", "I"):
         raise CatalogError(f"{name} is not an index (relkind {kind!r})")

@@ -42,7 +42,10 @@ async def resolve_table(conn: Conn, name: QualifiedName) -> tuple[int, str, str]
     )
     row = await cur.fetchone()
     if row is None:
-        raise CatalogError(f"table {name} does not exist")
+        from pgonline.catalog.suggestions import relation_hint
+
+        raise CatalogError(f"table {name} does not exist",
+                           hint=await relation_hint(conn, name, ("r", "p")))
     oid, schema, relname, relkind = row
     if relkind not in ("r", "p"):
         raise CatalogError(f"{name} is not a table (relkind {relkind!r})")

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from pgonline.cli.main import report, run_async
-from pgonline.cli.options import build_context, dsn_option, exec_options
+from pgonline.cli.options import build_context, dsn_option, execution_options
 from pgonline.engine.change import ChangeOutcome, run_change
 from pgonline.registry import Arg, Command, Opt, known_commands
 
@@ -37,17 +37,19 @@ def build_command(kind: str, declared: Command) -> click.Command:
 
         report(run_async(run))
 
-    params = [_parameter(p) for p in declared.params] + _shared_parameters()
+    params = [_parameter(p) for p in declared.params] + _shared_parameters(declared)
     return click.Command(kind, callback=callback, help=declared.help, params=params)
 
 
-def _shared_parameters() -> list[click.Parameter]:
-    """Fresh --dsn and execution/safety options, in the order the decorators give them."""
+def _shared_parameters(declared: Command) -> list[click.Parameter]:
+    """Fresh --dsn and the execution/safety options that apply to this kind's plans."""
 
     def shared() -> None:  # pragma: no cover - never called, only decorated
         pass
 
-    decorated = dsn_option(exec_options(shared))
+    options = execution_options(backfill=declared.backfills, index_build=declared.builds_index,
+                                contract=declared.postponable)
+    decorated = dsn_option(options(shared))
     return list(reversed(decorated.__click_params__))  # type: ignore[attr-defined]
 
 

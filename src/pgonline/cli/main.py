@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import anyio
 import click
 
-from pgonline.cli.options import build_context, dsn_option, exec_options
+from pgonline.cli.options import build_context, dsn_option, exec_options, execution_options
 from pgonline.connection import redact, resolve_dsn
 from pgonline.engine import logs
 from pgonline.engine.change import ChangeOutcome
@@ -121,7 +121,7 @@ def resume_cmd(job_id: int, dsn: str | None, **kw: Any) -> None:
 @click.option("--confirm", is_flag=True,
               help="Required to roll back a finished job (may discard data written since).")
 @dsn_option
-@exec_options
+@execution_options(backfill=False, contract=False)
 def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None:
     """Undo JOB_ID's completed steps in reverse order (drops what its expand phase added)."""
     from pgonline.engine.jobs import rollback

@@ -56,6 +56,10 @@ _THROTTLE_OPTIONS = [
     click.option("--throttle-interval", type=click.FloatRange(0.05), default=1.0,
                  show_default=True, metavar="SECONDS",
                  help="How often a paused backfill re-checks its throttles."),
+]
+# Every change with a locking step (cut-over) takes it; the watchers above only
+# pace backfills.
+_CUTOVER_OPTIONS = [
     click.option("--cancel-blockers-after", type=click.FloatRange(0, min_open=True),
                  default=None, metavar="SECONDS",
                  help="Cut-over steps only: once lock attempts have failed this long, "
@@ -116,18 +120,30 @@ _SESSION = SessionSettings()
 _EXEC = ExecOptions()
 
 
-def exec_options(f: F) -> F:
-    """Options shared by every command that changes the schema."""
-    opts = [
+def execution_options(*, backfill: bool = True, index_build: bool = True,
+                      contract: bool = True) -> Callable[[F], F]:
+    """The options of a command that changes the schema, for what its plans can hold.
+
+    Every such command takes ``--dry-run``, ``--phase``, the lock and retry
+    options and ``--cancel-blockers-after``; a command whose plans may run a
+    backfill also takes the batch options and the watchers, one that builds
+    an index ``--parallel-workers``, one with a contract phase after others
+    ``--postpone-contract``.  ``online <kind> --help`` so lists only what applies.
+    """
+    core = [
         click.option("--dry-run", is_flag=True,
                      help="Print the plan (steps, phases, locks); change nothing."),
         click.option("--phase", type=click.Choice([p.value for p in Phase]), default=None,
                      help="Run only this phase (deploy application code between phases)."),
+        click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
+                     help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
+    ]
+    postpone = [
         click.option("--postpone-contract", is_flag=True,
                      help="Stop before the contract phase (cut-over), \"waiting for cut-over\", "
                           "until `online resume JOB`."),
-        click.option("--max-retries", type=click.IntRange(1), default=30, show_default=True,
-                     help="Attempts per step (and per batch) on lock/timeout/serialization errors."),
+    ]
+    batches = [
         click.option("--batch-size", type=click.IntRange(1), default=_BATCH.initial_size,
                      show_default=True, help="Rows in the first backfill batch."),
         click.option("--min-batch-size", type=click.IntRange(1), default=_BATCH.min_size,
@@ -141,6 +157,8 @@ def exec_options(f: F) -> F:
         click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
                      default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
                      help="statement_timeout of one batch."),
+    ]
+    sessions = [
         click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
                      default=_SESSION.lock_timeout_ms, show_default=True, metavar="MS",
                      help="Give up waiting for a lock after this long, then retry."),
@@ -153,41 +171,57 @@ def exec_options(f: F) -> F:
                      default=_SESSION.maintenance_wait_s, show_default=True, metavar="SECONDS",
                      help="Before a locking step, wait this long at most, outside the lock queue, "
                           "for a VACUUM, ANALYZE or index build on the table to finish."),
+    ]
+    builds = [
         click.option("--parallel-workers", "maintenance_workers", type=click.IntRange(0),
                      default=_SESSION.maintenance_workers, show_default=True, metavar="N",
                      help="max_parallel_maintenance_workers for index builds (0: one core; "
                           "raise it on a server with cores to spare)."),
     ]
-    for opt in reversed([*opts, *_THROTTLE_OPTIONS]):
-        f = opt(f)
-    return f
+    chosen = [*core, *(postpone if contract else []), *(batches if backfill else []),
+              *sessions, *(builds if index_build else []),
+              *(_THROTTLE_OPTIONS if backfill else []), *_CUTOVER_OPTIONS]
+
+    def decorate(f: F) -> F:
+        for opt in reversed(chosen):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+# Every option: commands that may run any plan (resume, migrate --online).
+exec_options = execution_options()
 
 
 def throttle_options(f: F) -> F:
     """The watcher/throttle options alone (``migrate``'s runs take them too)."""
-    for opt in reversed(_THROTTLE_OPTIONS):
+    for opt in reversed([*_THROTTLE_OPTIONS, *_CUTOVER_OPTIONS]):
         f = opt(f)
     return f
 
 
 def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
+    """Take the execution options out of ``kw`` (those a command lacks: their defaults)."""
     phase = kw.pop("phase", None)
-    settings = SessionSettings(lock_timeout_ms=kw.pop("lock_timeout_ms"),
-                               maintenance_wait_s=kw.pop("maintenance_wait_s"),
-                               maintenance_workers=kw.pop("maintenance_workers"))
-    low, initial, high = _batch_sizes(kw.pop("min_batch_size"), kw.pop("batch_size"),
-                                      kw.pop("max_batch_size"))
+    settings = SessionSettings(
+        lock_timeout_ms=kw.pop("lock_timeout_ms"), maintenance_wait_s=kw.pop("maintenance_wait_s"),
+        maintenance_workers=kw.pop("maintenance_workers", _SESSION.maintenance_workers))
+    low, initial, high = _batch_sizes(kw.pop("min_batch_size", _BATCH.min_size),
+                                      kw.pop("batch_size", _BATCH.initial_size),
+                                      kw.pop("max_batch_size", _BATCH.max_size))
     batch = BatchOptions(
-        initial_size=initial, min_size=low,
-        max_size=high, target_ms=kw.pop("target_batch_ms"),
-        sleep_ms=kw.pop("sleep_ms"), statement_timeout_ms=kw.pop("batch_timeout_ms"),
+        initial_size=initial, min_size=low, max_size=high,
+        target_ms=kw.pop("target_batch_ms", _BATCH.target_ms),
+        sleep_ms=kw.pop("sleep_ms", _BATCH.sleep_ms),
+        statement_timeout_ms=kw.pop("batch_timeout_ms", _BATCH.statement_timeout_ms),
         max_attempts=kw["max_retries"],
     )
     options = ExecOptions(
         settings=settings, batch=batch,
         max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
         reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
-        postpone_contract=kw.pop("postpone_contract"),
+        postpone_contract=kw.pop("postpone_contract", False),
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       throttles=build_throttles(kw), dry_run=kw.pop("dry_run"), out=click.echo)

@@ -27,6 +27,7 @@ from rich.progress import (
     Progress as RichProgress,
 )
 
+from pgonline.engine import logs
 from pgonline.engine.plan import Step
 
 log = structlog.get_logger("pgonline")
@@ -98,7 +99,9 @@ class Progress:
     """Receives job events; renders them as a bar (TTY) or as log lines."""
 
     def __init__(self, *, bar: bool | None = None, log_every_s: float = 2.0) -> None:
-        self.bar = sys.stderr.isatty() if bar is None else bar
+        # A bar on a terminal, unless the logs are JSON lines (every stderr line one object).
+        self.bar = (sys.stderr.isatty() and logs.current_format() == "human") if bar is None \
+            else bar
         self.log_every_s = log_every_s
         self._last_log = 0.0
         self._rich: RichProgress | None = None
