@@ -20,6 +20,7 @@ Exit codes (documented in README.md):
  9    lint found problems
 10    a statement failed on the server (message carries the SQLSTATE)
 130   interrupted (Ctrl-C); the job is resumable
+143   terminated (SIGTERM); the job is resumable (the CLI maps Interrupted to it)
 ====  ==========================================================
 """
 
