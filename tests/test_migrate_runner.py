@@ -282,14 +282,10 @@ def test_create_writes_the_next_pair_with_the_seed_header(tmp_path, online):
     (["6_photos.sql", "6_photos_down.sql"], "not zero-padded"),
     (["006-add-photos.sql"], "use underscores, not dashes"),
     (["006_Add_Photos.sql"], "lower-case snake_case"),
-    (["001_a.sql", "001_a_down.sql", "003_c.sql", "003_c_down.sql"], "gap in the numbering: no "
-                                                                     "migration 002"),
     (["001_a.sql", "001_a_down.sql", "001_b.sql", "001_b_down.sql"], "duplicate number 1"),
-    (["001_a.sql"], "missing down migration 001_a_down.sql"),
     (["001_a_down.sql"], "down migration without an up migration"),
     (["001_a.sql", "001_a_down.sql", "0002_b.sql", "0002_b_down.sql"], "use one width"),
     (["001_a.up.sql", "001_a.down.sql", "002_b.sql", "002_b_down.sql"], "mixed naming styles"),
-    (["001_a.up.sql"], "missing down migration 001_a.down.sql"),
 ])
 def test_validate_explains_each_naming_mistake(tmp_path, online, files, message):
     for f in files:
@@ -299,9 +295,39 @@ def test_validate_explains_each_naming_mistake(tmp_path, online, files, message)
     assert message in r.err
 
 
+@pytest.mark.parametrize(("files", "message"), [
+    (["001_a.sql", "001_a_down.sql", "003_c.sql", "003_c_down.sql"],
+     "gap in the numbering: no migration 002"),
+    (["001_a.sql", "001_a_down.sql", "005_e.sql", "005_e_down.sql"],
+     "gap in the numbering: no migration 002-004"),
+    (["001_a.sql"], "001_a.sql: no down migration (001_a_down.sql)"),
+    (["001_a.up.sql"], "001_a.up.sql: no down migration (001_a.down.sql)"),
+])
+def test_gaps_and_missing_downs_are_warnings_not_refusals(tmp_path, online, files, message):
+    for f in files:
+        (tmp_path / f).write_text("SELECT 1;\n")
+    r = online("migrate", "validate", str(tmp_path), with_dsn=False)
+    assert r.code == 0, r.err
+    assert f"warning: {message}" in r.out
+
+
 def test_up_refuses_a_directory_with_naming_problems(tmp_path, online, db):
     d = write_chain(tmp_path / "m", 3)
-    (d / "003_add_column_3_down.sql").unlink()
+    (d / "003_Add_Column.sql").write_text("SELECT 1;\n")
     r = online("migrate", "up", str(d))
-    assert r.code == 8 and "missing down migration" in r.err
+    assert r.code == 8 and "lower-case snake_case" in r.err
     assert db.execute("SELECT to_regclass('items')").fetchone() == (None,)
+
+
+def test_a_missing_down_applies_with_a_warning_and_down_past_it_refuses(tmp_path, online, db):
+    d = write_chain(tmp_path / "m", 3)
+    (d / "002_add_column_2_down.sql").unlink()
+    r = online("migrate", "up", str(d))
+    assert r.code == 0, r.err
+    assert "no down migration (002_add_column_2_down.sql)" in r.err
+    assert online("migrate", "down", str(d), "1").code == 0  # 003 has its down
+    before = schema_snapshot(db)
+    r = online("migrate", "down", str(d), "1")
+    assert r.code == 8 and "no down migration for 002_add_column_2.sql" in r.err
+    assert schema_snapshot(db) == before  # nothing rolled back
+    assert [v for v, _ in tracking_rows(db)] == ["001_create_items", "002_add_column_2"]

@@ -98,7 +98,7 @@ def migrate() -> None:
 @migrate.command("validate")
 @_dir_arg
 def validate_cmd(directory: Path) -> None:
-    """Check naming (zero-padded, snake_case, no gaps or duplicates, up+down pairs) and SQL syntax."""
+    """Check file naming, duplicates, up/down pairs and SQL syntax (gaps, missing downs: warnings)."""
     from pgonline.migrations import discovery
     from pgonline.migrations.splitting import parse_file
 
@@ -118,6 +118,8 @@ def validate_cmd(directory: Path) -> None:
             notes.append(f"{path.name}: runs statement by statement ({', '.join(reasons)})")
     for note in notes:
         click.echo(f"note: {note}")
+    for warning in discovery.warnings(migrations):
+        click.echo(f"warning: {warning}")
     if problems:
         raise MigrationError(
             f"{directory}: {len(problems)} problem(s):\n  " + "\n  ".join(problems),
@@ -130,17 +132,29 @@ def validate_cmd(directory: Path) -> None:
 @click.argument("name")
 @click.option("--description", default=None, help="The header's Description line.")
 @click.option("--author", default=None, help="The header's Author line (default: $GIT_AUTHOR_NAME or $USER).")
-@click.option("--style", type=click.Choice(["plain", "golang"]), default=None,
-              help="File naming for an empty directory (default: the directory's, else plain).")
+@click.option("--layout", "style", type=click.Choice(["seed", "golang-migrate", "plain", "golang"]),
+              default=None, help="File naming for an empty directory: the seed's NNN_name.sql + "
+              "NNN_name_down.sql, or golang-migrate's .up.sql/.down.sql (default: the "
+              "directory's, else seed).")
+@click.option("--style", "style_alias", hidden=True,  # the option's name before --layout
+              type=click.Choice(["seed", "golang-migrate", "plain", "golang"]))
+@click.option("--seq/--timestamp", "seq", default=None,
+              help="Version by the next number, or by the UTC time YYYYMMDDHHMMSS "
+              "(default: the directory's, else --seq).")
 @click.option("--dry-run", is_flag=True, help="Print the files; write nothing.")
 def create_cmd(directory: Path, name: str, description: str | None, author: str | None,
-               style: str | None, dry_run: bool) -> None:
-    """Create the next numbered up + down migration pair in DIR."""
+               style: str | None, style_alias: str | None, seq: bool | None,
+               dry_run: bool) -> None:
+    """Create the next up + down migration pair in DIR."""
+    style = style or style_alias
     from pgonline.migrations.discovery import Style
     from pgonline.migrations.template import plan_new, write_new
 
+    layouts = {"seed": Style.PLAIN, "plain": Style.PLAIN, "golang-migrate": Style.GOLANG,
+               "golang": Style.GOLANG}
     new = plan_new(directory, name, description=description, author=author,
-                   style=Style(style) if style else None)
+                   style=layouts[style] if style else None,
+                   timestamp=None if seq is None else not seq)
     if dry_run:
         for path, text in ((new.up, new.up_text), (new.down, new.down_text)):
             click.echo(f"--- would create {path}\n{text}")
@@ -205,6 +219,33 @@ def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: 
     """
     opts = _runner_options(dsn, table, kw)
     _with_runner(directory, opts, lambda r: r.force(version))
+
+
+@migrate.command("goto")
+@_dir_arg
+@click.argument("version", type=click.IntRange(0))
+@dsn_option
+@_table_option
+@_run_options
+def goto_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: Any) -> None:
+    """Migrate up or down until exactly the migrations up to VERSION are applied (0: none)."""
+    opts = _runner_options(dsn, table, kw)
+    done = _with_runner(directory, opts, lambda r: r.goto(version))
+    if not opts.dry_run:
+        click.echo(f"at version {version} ({len(done)} migration(s) run)")
+
+
+@migrate.command("redo")
+@_dir_arg
+@dsn_option
+@_table_option
+@_run_options
+def redo_cmd(directory: Path, dsn: str | None, table: str, **kw: Any) -> None:
+    """Roll back the newest applied migration and apply it again (down 1, up 1)."""
+    opts = _runner_options(dsn, table, kw)
+    done = _with_runner(directory, opts, lambda r: r.redo())
+    if done and not opts.dry_run:
+        click.echo(f"redone {done[0]}")
 
 
 def _read_rows(directory: Path, dsn: str | None, table: str) -> Any:

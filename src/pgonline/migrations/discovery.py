@@ -2,19 +2,29 @@
 
 Two layouts are understood (one per directory):
 
-* the seed's ``NNN_description.sql`` with ``NNN_description_down.sql``;
-* golang-migrate's ``NNN_description.up.sql`` / ``NNN_description.down.sql``.
+* the seed's ``NNN_description.sql`` with ``NNN_description_down.sql``:
+  numbers zero-padded to one consistent width of at least three digits,
+  snake_case descriptions;
+* golang-migrate's ``{version}_{title}.up.sql`` / ``.down.sql`` as that tool
+  accepts them: any number of digits (timestamps included), any title (dots
+  and dashes too), and an optional dialect before ``.up``/``.down``
+  (``…_name.postgres.up.sql``, as ory/popx writes them): the PostgreSQL file
+  is chosen, the dialect-less one is the fallback, other dialects' files are
+  ignored.
 
-The rules (``online migrate validate``): numbers are zero-padded to one
-consistent width of at least three digits, descriptions are snake_case, the
-numbers form a sequence without gaps or duplicates, and every up file has its
-down file (and every down file its up).  All problems are collected and
+Problems (``online migrate validate``, and every command refuses them): a
+name no layout accepts, duplicate versions, a down file without its up, two
+layouts mixed.  Warnings (reported, never refused): a missing down file
+(``migrate down`` past such a version refuses and changes nothing), and gaps
+in a sequential numbering, computed from the sorted versions (never from a
+range: timestamp versions are not sequential).  All are collected and
 reported together, so one run shows everything to fix.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,8 +33,18 @@ from pathlib import Path
 from pgonline.errors import MigrationError
 
 MIN_WIDTH = 3
+# Versions of this many digits or more are timestamps (unix seconds, YYYYMMDDHHMMSS, ...):
+# not a sequence, so no gap in them means anything.
+TIMESTAMP_DIGITS = 10
 _SNAKE = r"[a-z0-9]+(?:_[a-z0-9]+)*"
-_GOLANG = re.compile(rf"^(?P<num>\d+)_(?P<name>{_SNAKE})\.(?P<dir>up|down)\.sql$")
+# The dialect suffixes of golang-migrate style histories (popx, gobuffalo/fizz).
+POSTGRES_DIALECTS = ("postgres", "postgresql", "pg")
+OTHER_DIALECTS = ("mysql", "mariadb", "sqlite", "sqlite3", "cockroach", "cockroachdb", "crdb",
+                  "mssql", "sqlserver", "spanner", "clickhouse", "redshift", "snowflake",
+                  "oracle")
+_DIALECT = "|".join((*POSTGRES_DIALECTS, *OTHER_DIALECTS))
+_GOLANG = re.compile(rf"^(?P<num>\d+)_(?P<name>.+?)(?:\.(?P<dialect>{_DIALECT}))?"
+                     rf"\.(?P<dir>up|down)\.sql$", re.IGNORECASE)
 _PLAIN = re.compile(rf"^(?P<num>\d+)_(?P<name>{_SNAKE})\.sql$")
 _LOOSE = re.compile(r"^(?P<num>\d+)[_-](?P<rest>.+)\.sql$", re.IGNORECASE)
 
@@ -51,6 +71,10 @@ class Migration:
     @property
     def version(self) -> str:
         """The tracking key: the seed's ``006_add_user_photos`` (the up file's stem)."""
+        return self.stem
+
+    @property
+    def stem(self) -> str:
         return f"{self.number:0{self.width}d}_{self.name}"
 
     def checksum(self) -> str:
@@ -69,15 +93,18 @@ class _Entry:
     name: str
     down: bool
     style: Style
+    dialect: str | None = None  # golang-migrate style: "postgres", or None for every dialect
 
 
 def _classify(path: Path) -> _Entry | str:
     """A recognised file, or the reason its name breaks the convention."""
     fname = path.name
     if m := _GOLANG.match(fname):
-        return _Entry(path, int(m["num"]), m["num"], m["name"], m["dir"] == "down", Style.GOLANG)
+        dialect = m["dialect"].lower() if m["dialect"] else None
+        return _Entry(path, int(m["num"]), m["num"], m["name"], m["dir"].lower() == "down",
+                      Style.GOLANG, dialect)
     if fname.endswith((".up.sql", ".down.sql")):
-        return "golang-migrate files are NNN_snake_case_name.up.sql / .down.sql"
+        return "golang-migrate files are {version}_{title}.up.sql / .down.sql"
     if m := _PLAIN.match(fname):
         # The seed's convention: a trailing ``_down`` marks the rollback file.
         name = m["name"]
@@ -111,8 +138,9 @@ def discover(directory: Path) -> tuple[list[Migration], list[str]]:
         got = _classify(path)
         if isinstance(got, str):
             problems.append(f"{path.name}: {got}")
-        else:
-            entries.append(got)
+        elif got.dialect is None or got.dialect in POSTGRES_DIALECTS:
+            entries.append(got)  # another database's file: not ours to run
+    entries = _prefer_postgres(entries)
     if not entries:
         return [], problems
 
@@ -120,9 +148,10 @@ def discover(directory: Path) -> tuple[list[Migration], list[str]]:
     if len(styles) > 1:
         problems.append("mixed naming styles: use either NNN_name.sql + NNN_name_down.sql "
                         "or NNN_name.up.sql + NNN_name.down.sql in one directory")
-    widths = {len(e.digits) for e in entries}
-    width = max(widths)
-    for e in entries:
+    # Zero-padding to one width is the seed's convention; golang-migrate has none.
+    plain = [e for e in entries if e.style is Style.PLAIN]
+    width = max((len(e.digits) for e in plain), default=0)
+    for e in plain:
         if len(e.digits) < MIN_WIDTH:
             problems.append(f"{e.path.name}: number not zero-padded to at least {MIN_WIDTH} digits "
                             f"(006_add_photos.sql, not 6_add_photos.sql)")
@@ -147,26 +176,51 @@ def discover(directory: Path) -> tuple[list[Migration], list[str]]:
         up = group[0]
         down_group = downs.get(number, [])
         down = next((d for d in down_group if d.name == up.name and d.style is up.style), None)
-        if down is None:
+        if down is None and down_group:
             expected = up.style.file_names(f"{up.digits}_{up.name}")[1]
-            if down_group:
-                problems.append(f"{up.path.name}: down file {down_group[0].path.name} does not "
-                                f"match the up file's name (expected {expected})")
-            else:
-                problems.append(f"{up.path.name}: missing down migration {expected}")
+            problems.append(f"{up.path.name}: down file {down_group[0].path.name} does not "
+                            f"match the up file's name (expected {expected})")
         migrations.append(Migration(number, up.name, len(up.digits), up.path,
                                     down.path if down else None, up.style))
     for number, group in sorted(downs.items()):
         if number not in ups:
             problems.append(f"{group[0].path.name}: down migration without an up migration")
 
-    numbers = sorted(ups)
-    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers)) if numbers else []
-    if missing:
-        shown = ", ".join(f"{n:0{width}d}" for n in missing[:10])
-        problems.append(f"gap in the numbering: no migration {shown}"
-                        + (" ..." if len(missing) > 10 else ""))
     return migrations, problems
+
+
+def _prefer_postgres(entries: list[_Entry]) -> list[_Entry]:
+    """Per version and direction, the PostgreSQL dialect's file over the dialect-less one."""
+    chosen: dict[tuple[int, bool, Style], _Entry] = {}
+    rest: list[_Entry] = []
+    for e in entries:
+        if e.style is not Style.GOLANG:
+            rest.append(e)
+            continue
+        key = (e.number, e.down, e.style)
+        other = chosen.get(key)
+        if other is None or (other.dialect is None and e.dialect is not None):
+            chosen[key] = e
+        elif (other.dialect is None) == (e.dialect is None):
+            rest.append(e)  # a real duplicate: reported as such
+    return sorted([*rest, *chosen.values()], key=lambda e: (e.number, e.down, e.path.name))
+
+
+def warnings(migrations: list[Migration]) -> list[str]:
+    """What is worth knowing but does not stop a run: missing downs, gaps in a sequence."""
+    out = [f"{m.up.name}: no down migration ({m.style.file_names(m.stem)[1]}); "
+           f"`migrate down` past {m.version} will refuse" for m in migrations if m.down is None]
+    numbers = sorted({m.number for m in migrations})
+    if any(len(str(n)) >= TIMESTAMP_DIGITS for n in numbers):
+        return out  # timestamp versions: not a sequence
+    width = max((m.width for m in migrations), default=0)
+    holes = [(a + 1, b - 1) for a, b in itertools.pairwise(numbers) if b - a > 1]
+    if holes:
+        shown = ", ".join(f"{lo:0{width}d}" if lo == hi else f"{lo:0{width}d}-{hi:0{width}d}"
+                          for lo, hi in holes[:10])
+        out.append(f"gap in the numbering: no migration {shown}"
+                   + (" ..." if len(holes) > 10 else ""))
+    return out
 
 
 def load(directory: Path) -> list[Migration]:

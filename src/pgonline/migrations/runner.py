@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, LiteralString
 
 import psycopg
+import structlog
 
 from pgonline.connection import Conn, connect, set_local
 from pgonline.engine.change import RunContext
@@ -44,6 +45,8 @@ from pgonline.migrations.discovery import Migration
 from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
 from pgonline.sql.identifiers import QualifiedName
+
+log = structlog.get_logger("pgonline.migrations.runner")
 
 
 @dataclass
@@ -164,6 +167,8 @@ class Runner:
         self.opts = options
         self.out = options.out
         self.migrations = discovery.load(directory)
+        for warning in discovery.warnings(self.migrations):
+            log.warning("migration directory", directory=str(directory), warning=warning)
         self.conn: Conn | None = None
         self.tracker: Tracker | None = None
         self.server_major = 0
@@ -209,7 +214,8 @@ class Runner:
 
     # -- up ----------------------------------------------------------------------------
 
-    async def up(self, count: int | None = None) -> list[str]:
+    async def up(self, count: int | None = None, *, to: int | None = None) -> list[str]:
+        """Apply the pending migrations in order: ``count`` of them, or those up to number ``to``."""
         await self._begin_writing()
         try:
             rows = await self.rows()
@@ -223,7 +229,8 @@ class Runner:
                     f"({max(applied)}) is already applied (out of order)",
                     hint="renumber it after the latest applied migration",
                 )
-            todo = pending if count is None else pending[:count]
+            todo = [m for m in pending if to is None or m.number <= to]
+            todo = todo if count is None else todo[:count]
             if not todo:
                 self.out("nothing to apply: the database is up to date")
                 return []
@@ -363,13 +370,14 @@ class Runner:
 
     # -- down --------------------------------------------------------------------------
 
-    async def down(self, count: int | None) -> list[str]:
+    async def down(self, count: int | None, *, to: int | None = None) -> list[str]:
+        """Roll back applied migrations, newest first: ``count`` of them, or those after ``to``."""
         await self._begin_writing()
         try:
             rows = await self.rows()
             _refuse_unsafe_state(rows, self.opts.table, for_up=False)
             applied = [r.migration for r in rows if r.migration and r.applied]
-            todo = list(reversed(applied))
+            todo = [m for m in reversed(applied) if to is None or m.number > to]
             if count is not None:
                 todo = todo[:count]
             if not todo:
@@ -428,12 +436,38 @@ class Runner:
 
     # -- force -------------------------------------------------------------------------
 
-    async def force(self, number: int) -> None:
-        """Record that the schema is at ``number``: rows up to it clean, later rows removed."""
+    def _require_number(self, number: int) -> None:
         known = {m.number for m in self.migrations}
         if number != 0 and number not in known:
             raise MigrationError(f"no migration numbered {number} in {self.directory}",
                                  hint="use an existing number, or 0 for 'nothing applied'")
+
+    async def goto(self, number: int) -> list[str]:
+        """Migrate up or down until exactly the migrations up to ``number`` are applied.
+
+        The direction is read before taking the runner lock; ``up(to=)`` and
+        ``down(to=)`` each re-read the state under the lock and only move
+        toward ``number``, so a runner that moved in between cannot make it
+        overshoot.
+        """
+        self._require_number(number)
+        rows = await self.rows()
+        applied = [r.migration.number for r in rows if r.migration and r.applied]
+        if any(n > number for n in applied):
+            return await self.down(None, to=number)
+        return await self.up(to=number)
+
+    async def redo(self) -> list[str]:
+        """Roll back the newest applied migration and apply it again (golang-migrate's redo)."""
+        undone = await self.down(1)
+        if not undone or self.opts.dry_run:
+            return undone
+        again = next(m for m in self.migrations if m.version == undone[0])
+        return [*undone, *await self.up(to=again.number)]
+
+    async def force(self, number: int) -> None:
+        """Record that the schema is at ``number``: rows up to it clean, later rows removed."""
+        self._require_number(number)
         await self._begin_writing()
         try:
             rows = await self.rows()

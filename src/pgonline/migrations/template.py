@@ -46,24 +46,43 @@ def default_author() -> str:
 
 def plan_new(directory: Path, name: str, *, description: str | None = None,
              author: str | None = None, style: Style | None = None,
-             today: datetime | None = None) -> NewMigration:
-    """The files ``create`` would write (the directory must already follow the convention)."""
+             timestamp: bool | None = None, today: datetime | None = None) -> NewMigration:
+    """The files ``create`` would write (the directory must already follow the convention).
+
+    ``timestamp``: version the file by the UTC time (YYYYMMDDHHMMSS, golang-migrate's
+    ``-format``) instead of the next number; None follows the directory.
+    """
     existing = discovery.load(directory)
     stem_name = snake_name(name)
+    now = today or datetime.now(UTC)
+    stamps = bool(existing) and len(str(existing[-1].number)) >= discovery.TIMESTAMP_DIGITS
+    if timestamp is None:
+        timestamp = stamps
+    elif existing and timestamp != stamps:
+        raise UsageError(f"{directory} versions its migrations "
+                         f"{'by timestamp' if stamps else 'in sequence'}; "
+                         f"--{'timestamp' if timestamp else 'seq'} would mix the two")
     if existing:
         last = existing[-1]
-        number, width = last.number + 1, last.width
         if style is not None and style is not last.style:
-            raise UsageError(f"{directory} uses {last.style} naming; --style {style} would mix styles")
+            raise UsageError(f"{directory} uses {last.style} naming; --layout {style} would mix "
+                             "layouts")
         style = last.style
+    style = style or Style.PLAIN
+    if timestamp:
+        number = int(now.strftime("%Y%m%d%H%M%S"))
+        width = 14
+        if existing and number <= existing[-1].number:
+            number = existing[-1].number + 1  # two files in one second keep their order
+    elif existing:
+        number, width = existing[-1].number + 1, existing[-1].width
         if len(str(number)) > width:
             raise UsageError(f"next number {number} does not fit the directory's {width}-digit width")
     else:
         number, width = 1, 6 if style is Style.GOLANG else DEFAULT_WIDTH
-        style = style or Style.PLAIN
     stem = f"{number:0{width}d}_{stem_name}"
     up_name, down_name = style.file_names(stem)
-    date = (today or datetime.now(UTC)).strftime("%Y-%m-%d")
+    date = now.strftime("%Y-%m-%d")
     who = author or default_author()
     desc = description or stem_name.replace("_", " ")
     up_text = (

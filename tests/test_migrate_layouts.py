@@ -1,0 +1,127 @@
+"""golang-migrate histories as they are (dots in titles, no downs, timestamp versions,
+dialect files), and golang-migrate's `goto` / `redo`, and `create --layout --seq/--timestamp`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pgonline.migrations import discovery
+from pgonline.migrations.discovery import Style
+from pgonline.migrations.template import plan_new
+from tests.support.migration_dirs import tracking_rows, write_chain
+
+
+def _write(d: Path, files: dict[str, str]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_titles_with_dots_and_no_downs_are_accepted_and_applied(tmp_path, online, db):
+    d = _write(tmp_path / "m", {
+        "0001_init.up.sql": "CREATE TABLE kv (k text PRIMARY KEY, v text);\n",
+        "0002_1.7.0_schema.up.sql": "ALTER TABLE kv ADD COLUMN version text;\n",
+        "0003_add-index.up.sql": "CREATE INDEX kv_v ON kv (v);\n",
+        "0003_add-index.down.sql": "DROP INDEX kv_v;\n",
+    })
+    r = online("migrate", "validate", str(d), with_dsn=False)
+    assert r.code == 0, r.err
+    assert "0002_1.7.0_schema.up.sql: no down migration" in r.out
+    assert "gap" not in r.out
+    r = online("migrate", "up", str(d))
+    assert r.code == 0, r.err
+    assert [v for v, _ in tracking_rows(db)] == ["0001_init", "0002_1.7.0_schema",
+                                                 "0003_add-index"]
+
+
+def test_timestamp_versions_and_dialect_files_need_no_memory_and_pick_postgres(tmp_path, online,
+                                                                             db):
+    base = 20210101000000000000  # 20 digits, as ory/popx writes them
+    files: dict[str, str] = {}
+    for i in range(30):
+        v = base + i * 1_000_003
+        files[f"{v}_step_{i}.postgres.up.sql"] = f"CREATE TABLE t_{i} (id int);\n"
+        files[f"{v}_step_{i}.mysql.up.sql"] = "THIS IS NOT POSTGRESQL;\n"
+        files[f"{v}_step_{i}.up.sql"] = "SELECT 'the dialect-less fallback';\n"
+        files[f"{v}_step_{i}.postgres.down.sql"] = f"DROP TABLE t_{i};\n"
+    files[f"{base + 99_000_000_000}_only_generic.up.sql"] = "CREATE TABLE generic (id int);\n"
+    d = _write(tmp_path / "m", files)
+    t0 = time.monotonic()
+    migrations, problems = discovery.discover(d)
+    assert time.monotonic() - t0 < 2.0
+    assert problems == []
+    assert len(migrations) == 31
+    assert all(".postgres." in m.up.name for m in migrations[:30])
+    assert migrations[-1].up.name.endswith("_only_generic.up.sql")  # the fallback
+    assert not any("gap" in w for w in discovery.warnings(migrations))
+    r = online("migrate", "up", str(d))
+    assert r.code == 0, r.err
+    assert db.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                      " AND tablename LIKE 't\\_%'").fetchone() == (30,)
+    assert db.execute("SELECT to_regclass('generic')").fetchone() != (None,)
+
+
+def test_versions_sort_numerically_not_as_text(tmp_path):
+    d = _write(tmp_path / "m", {"9_a.up.sql": "SELECT 1;", "10_b.up.sql": "SELECT 1;",
+                                "100_c.up.sql": "SELECT 1;"})
+    migrations, problems = discovery.discover(d)
+    assert problems == []
+    assert [m.number for m in migrations] == [9, 10, 100]
+
+
+def test_goto_moves_up_and_down_to_exactly_that_version(tmp_path, online, db):
+    d = write_chain(tmp_path / "m", 6)
+    r = online("migrate", "goto", str(d), "4")
+    assert r.code == 0, r.err
+    assert len(tracking_rows(db)) == 4
+    r = online("migrate", "goto", str(d), "2")
+    assert r.code == 0, r.err
+    assert [v for v, _ in tracking_rows(db)] == ["001_create_items", "002_add_column_2"]
+    assert online("migrate", "goto", str(d), "6").code == 0
+    assert len(tracking_rows(db)) == 6
+    assert online("migrate", "goto", str(d), "0").code == 0
+    assert tracking_rows(db) == []
+    r = online("migrate", "goto", str(d), "9")
+    assert r.code == 8 and "no migration numbered 9" in r.err
+
+
+def test_redo_rolls_back_the_newest_and_applies_it_again(tmp_path, online, db):
+    d = write_chain(tmp_path / "m", 3)
+    assert online("migrate", "up", str(d)).code == 0
+    query = "SELECT applied_at FROM schema_migrations WHERE version = '003_add_column_3'"
+    first = db.execute(query).fetchone()
+    time.sleep(0.01)
+    r = online("migrate", "redo", str(d))
+    assert r.code == 0, r.err
+    assert "redone 003_add_column_3" in r.out
+    assert len(tracking_rows(db)) == 3
+    again = db.execute(query).fetchone()
+    assert first is not None and again is not None and again[0] > first[0]
+
+
+def test_create_with_timestamps_and_layouts(tmp_path):
+    now = datetime(2026, 12, 2, 13, 14, 15, tzinfo=UTC)
+    new = plan_new(tmp_path, "add users", style=Style.GOLANG, timestamp=True, today=now)
+    assert new.up.name == "20261202131415_add_users.up.sql"
+    assert new.down.name == "20261202131415_add_users.down.sql"
+    new.up.write_text(new.up_text)
+    new.down.write_text(new.down_text)
+    # The directory's versioning is followed, and not mixed.
+    nxt = plan_new(tmp_path, "more", today=now)
+    assert nxt.up.name == "20261202131416_more.up.sql"  # same second: still after the last
+    with pytest.raises(Exception, match="by timestamp; --seq would mix"):
+        plan_new(tmp_path, "x", timestamp=False, today=now)
+
+
+def test_create_cli_takes_layout_and_seq(tmp_path, online):
+    r = online("migrate", "create", str(tmp_path), "first", "--layout", "golang-migrate", "--seq",
+               with_dsn=False)
+    assert r.code == 0, r.err
+    assert (tmp_path / "000001_first.up.sql").exists()
+    r = online("migrate", "create", str(tmp_path), "second", "--timestamp", with_dsn=False)
+    assert r.code == 2 and "in sequence; --timestamp would mix" in r.err
