@@ -125,3 +125,93 @@ def test_create_cli_takes_layout_and_seq(tmp_path, online):
     assert (tmp_path / "000001_first.up.sql").exists()
     r = online("migrate", "create", str(tmp_path), "second", "--timestamp", with_dsn=False)
     assert r.code == 2 and "in sequence; --timestamp would mix" in r.err
+
+
+def test_dbmate_files_run_their_up_section_and_roll_back_with_their_down_section(tmp_path,
+                                                                                online, db):
+    d = _write(tmp_path / "m", {
+        "20240101120000_create_notes.sql": "-- migrate:up\nCREATE TABLE notes (id int);\n\n"
+                                           "-- migrate:down\nDROP TABLE notes;\n",
+        "20240102120000_add_body.sql": "-- migrate:up transaction:false\n"
+                                       "ALTER TABLE notes ADD COLUMN body text;\n"
+                                       "-- migrate:down\nALTER TABLE notes DROP COLUMN body;\n",
+        "20240103120000_no_down.sql": "-- migrate:up\nCREATE TABLE tags (id int);\n",
+    })
+    r = online("migrate", "validate", str(d), with_dsn=False)
+    assert r.code == 0, r.err
+    assert "20240103120000_no_down.sql: no down migration" in r.out and "gap" not in r.out
+    assert online("migrate", "up", str(d)).code == 0
+    assert db.execute("SELECT to_regclass('notes'), to_regclass('tags')").fetchone() == \
+        ("notes", "tags")
+    r = online("migrate", "down", str(d), "1")
+    assert r.code == 8 and "no down migration for 20240103120000_no_down.sql" in r.err
+    (d / "20240103120000_no_down.sql").write_text("-- migrate:up\nCREATE TABLE tags (id int);\n"
+                                                  "-- migrate:down\nDROP TABLE tags;\n")
+    # Adding a down section does not make the applied up "modified".
+    assert "modified" not in online("migrate", "status", str(d)).out
+    assert online("migrate", "down", str(d), "2").code == 0
+    assert db.execute("SELECT to_regclass('tags')").fetchone() == (None,)
+    cols = {c for (c,) in db.execute("SELECT attname FROM pg_attribute WHERE attrelid = "
+                                     "'notes'::regclass AND attnum > 0 AND NOT attisdropped")}
+    assert cols == {"id"}
+
+
+def test_a_dbmate_syntax_error_points_at_its_line_in_the_file(tmp_path, online, db):
+    d = _write(tmp_path / "m", {
+        "20240101120000_broken.sql": "-- migrate:up\nCREATE TABLE ok (id int);\nCREATE TABL x;\n"
+                                     "-- migrate:down\nDROP TABLE ok;\n",
+    })
+    r = online("migrate", "up", str(d))
+    assert r.code == 8 and "20240101120000_broken.sql:3:" in r.err, r.err
+
+
+def test_flyway_versions_sort_part_by_part_and_repeatables_are_ignored(tmp_path, online, db):
+    d = _write(tmp_path / "m", {
+        "V1__init.sql": "CREATE TABLE f (id int);\n",
+        "V1.1__one.sql": "ALTER TABLE f ADD COLUMN a int;\n",
+        "V1.10__ten.sql": "ALTER TABLE f ADD COLUMN b int;\n",
+        "U1.10__ten.sql": "ALTER TABLE f DROP COLUMN b;\n",
+        "V1_2__two.sql": "ALTER TABLE f ADD COLUMN c int;\n",
+        "V2__last.sql": "ALTER TABLE f ADD COLUMN d int;\n",
+        "U2__last.sql": "ALTER TABLE f DROP COLUMN d;\n",
+        "R__views.sql": "CREATE OR REPLACE VIEW fv AS SELECT 1;\n",
+    })
+    migrations, problems = discovery.discover(d)
+    assert problems == []
+    assert [m.version for m in migrations] == ["V1__init", "V1.1__one", "V1.2__two",
+                                               "V1.10__ten", "V2__last"]
+    warnings = discovery.warnings(migrations, d)
+    assert any("R__views.sql: ignored" in w for w in warnings) and not any("gap" in w
+                                                                           for w in warnings)
+    assert online("migrate", "up", str(d)).code == 0
+    assert [c for (c,) in db.execute("SELECT attname FROM pg_attribute WHERE attrelid = "
+                                     "'f'::regclass AND attnum > 0 ORDER BY attnum")] == \
+        ["id", "a", "c", "b", "d"]
+    assert db.execute("SELECT to_regclass('fv')").fetchone() == (None,)
+    assert online("migrate", "down", str(d), "2").code == 0  # U2, then U1.10
+    r = online("migrate", "down", str(d), "1")
+    assert r.code == 8 and "no down migration for V1_2__two.sql" in r.err, r.err
+    assert [c for (c,) in db.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'f'::regclass AND attnum > 0"
+        " AND NOT attisdropped ORDER BY attnum")] == ["id", "a", "c"]
+
+
+def test_layout_forces_one_layout(tmp_path, online):
+    d = write_chain(tmp_path / "m", 2)
+    r = online("migrate", "validate", str(d), "--layout", "golang-migrate", with_dsn=False)
+    assert r.code == 8 and "not a golang-migrate file name" in r.err
+    assert online("migrate", "validate", str(d), "--layout", "seed", with_dsn=False).code == 0
+
+
+def test_goto_and_force_take_a_flyway_version(tmp_path, online, db):
+    d = _write(tmp_path / "m", {"V1__init.sql": "CREATE TABLE g (id int);\n",
+                                "V1.1__more.sql": "CREATE TABLE g2 (id int);\n",
+                                "U1.1__more.sql": "DROP TABLE g2;\n"})
+    assert online("migrate", "up", str(d)).code == 0
+    r = online("migrate", "goto", str(d), "V1")
+    assert r.code == 0, r.err
+    assert db.execute("SELECT to_regclass('g2')").fetchone() == (None,)
+    assert online("migrate", "force", str(d), "1.1").code == 0
+    assert [v for v, _ in tracking_rows(db)] == ["V1.1__more", "V1__init"]
+    r = online("migrate", "goto", str(d), "1.5")
+    assert r.code == 8 and "no migration numbered 1.5" in r.err

@@ -23,7 +23,15 @@ _dir_arg = click.argument(
 _LOCK_TIMEOUT_MS = SessionSettings().lock_timeout_ms
 
 
+def _layout_option(f: F) -> F:
+    return click.option(
+        "--layout", type=click.Choice(["seed", "golang-migrate", "dbmate", "flyway"]),
+        default=None, help="The directory's file layout (default: detected from the names).")(f)
+
+
 def _table_option(f: F) -> F:
+    """--table, and --layout: every command that reads the directory and its tracking table."""
+    f = _layout_option(f)
     return click.option(
         "--table", default="schema_migrations", show_default=True, metavar="[SCHEMA.]NAME",
         help="Tracking table (an existing seed-style table is adopted).")(f)
@@ -56,10 +64,12 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
     from pgonline.engine.change import RunContext
     from pgonline.engine.executor import ExecOptions
     from pgonline.engine.progress import Progress
+    from pgonline.migrations.discovery import LAYOUTS
     from pgonline.migrations.runner import RunnerOptions
     from pgonline.sql.identifiers import QualifiedName
 
     url = resolve_dsn(dsn)
+    layout = kw.get("layout")
     exec_opts = ExecOptions(
         settings=SessionSettings(lock_timeout_ms=kw["lock_timeout_ms"]),
         batch=BatchOptions(initial_size=batch_size, sleep_ms=sleep_ms,
@@ -72,6 +82,7 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
         dsn=url, table=QualifiedName.parse(table), dry_run=kw["dry_run"],
         lock_timeout_ms=kw["lock_timeout_ms"], max_attempts=kw["max_retries"],
         lock_wait_s=kw["lock_wait"], online=online, context=context, out=click.echo,
+        layout=LAYOUTS[layout] if layout else None,
     )
 
 
@@ -97,17 +108,22 @@ def migrate() -> None:
 
 @migrate.command("validate")
 @_dir_arg
-def validate_cmd(directory: Path) -> None:
+@_layout_option
+def validate_cmd(directory: Path, layout: str | None) -> None:
     """Check file naming, duplicates, up/down pairs and SQL syntax (gaps, missing downs: warnings)."""
     from pgonline.migrations import discovery
-    from pgonline.migrations.splitting import parse_file
+    from pgonline.migrations.splitting import parse_text
 
-    migrations, problems = discovery.discover(directory)
-    files = [p for m in migrations for p in (m.up, m.down) if p is not None]
+    migrations, problems = discovery.discover(
+        directory, discovery.LAYOUTS[layout] if layout else None)
+    sources = [(path, text) for m in migrations
+               for path, text in ((m.up, m.up_source()), (m.down, m.down_source()))
+               if path is not None and text is not None]
+    files = {path for path, _ in sources}
     notes: list[str] = []
-    for path in files:
+    for path, text in sources:
         try:
-            pf = parse_file(path)
+            pf = parse_text(text, path)
         except MigrationError as exc:
             problems.append(exc.message)
             continue
@@ -118,7 +134,7 @@ def validate_cmd(directory: Path) -> None:
             notes.append(f"{path.name}: runs statement by statement ({', '.join(reasons)})")
     for note in notes:
         click.echo(f"note: {note}")
-    for warning in discovery.warnings(migrations):
+    for warning in discovery.warnings(migrations, directory):
         click.echo(f"warning: {warning}")
     if problems:
         raise MigrationError(
@@ -207,11 +223,11 @@ def down_cmd(directory: Path, count: int | None, all_: bool, dsn: str | None, ta
 
 @migrate.command("force")
 @_dir_arg
-@click.argument("version", type=click.IntRange(0))
+@click.argument("version")
 @dsn_option
 @_table_option
 @_run_options
-def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: Any) -> None:
+def force_cmd(directory: Path, version: str, dsn: str | None, table: str, **kw: Any) -> None:
     """Record that the schema is at VERSION (clears a dirty state; runs no migration).
 
     Rows up to VERSION become applied and clean (VERSION's checksum is taken
@@ -223,11 +239,11 @@ def force_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: 
 
 @migrate.command("goto")
 @_dir_arg
-@click.argument("version", type=click.IntRange(0))
+@click.argument("version")
 @dsn_option
 @_table_option
 @_run_options
-def goto_cmd(directory: Path, version: int, dsn: str | None, table: str, **kw: Any) -> None:
+def goto_cmd(directory: Path, version: str, dsn: str | None, table: str, **kw: Any) -> None:
     """Migrate up or down until exactly the migrations up to VERSION are applied (0: none)."""
     opts = _runner_options(dsn, table, kw)
     done = _with_runner(directory, opts, lambda r: r.goto(version))
@@ -248,10 +264,10 @@ def redo_cmd(directory: Path, dsn: str | None, table: str, **kw: Any) -> None:
         click.echo(f"redone {done[0]}")
 
 
-def _read_rows(directory: Path, dsn: str | None, table: str) -> Any:
+def _read_rows(directory: Path, dsn: str | None, table: str, layout: str | None) -> Any:
     """Every migration with its state, read-only (a dry-run runner that takes no lock)."""
     opts = _runner_options(dsn, table, {"lock_timeout_ms": _LOCK_TIMEOUT_MS, "max_retries": 1,
-                                        "dry_run": True, "lock_wait": 0})
+                                        "dry_run": True, "lock_wait": 0, "layout": layout})
 
     async def rows(r: Any) -> Any:
         return await r.rows()
@@ -263,9 +279,9 @@ def _read_rows(directory: Path, dsn: str | None, table: str) -> Any:
 @_dir_arg
 @dsn_option
 @_table_option
-def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
+def status_cmd(directory: Path, dsn: str | None, table: str, layout: str | None) -> None:
     """Every migration with its state: applied, pending, dirty, modified (edited after applying)."""
-    found = _read_rows(directory, dsn, table)
+    found = _read_rows(directory, dsn, table, layout)
     click.echo(f"{'VERSION':<45} {'STATE':<11} {'APPLIED AT':<19} DURATION")
     for row in found:
         a = row.applied
@@ -281,9 +297,9 @@ def status_cmd(directory: Path, dsn: str | None, table: str) -> None:
 @_dir_arg
 @dsn_option
 @_table_option
-def version_cmd(directory: Path, dsn: str | None, table: str) -> None:
+def version_cmd(directory: Path, dsn: str | None, table: str, layout: str | None) -> None:
     """Print the highest applied migration number (and "dirty" if it stopped midway)."""
-    applied = [r for r in _read_rows(directory, dsn, table) if r.applied and r.migration]
+    applied = [r for r in _read_rows(directory, dsn, table, layout) if r.applied and r.migration]
     if not applied:
         click.echo("none")
         return

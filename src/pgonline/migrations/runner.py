@@ -42,7 +42,7 @@ from pgonline.errors import (
 )
 from pgonline.migrations import discovery, rewrite
 from pgonline.migrations.discovery import Migration
-from pgonline.migrations.splitting import ParsedFile, Statement, parse_file
+from pgonline.migrations.splitting import ParsedFile, Statement, parse_text
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
 from pgonline.sql.identifiers import QualifiedName
 
@@ -61,6 +61,7 @@ class RunnerOptions:
     # The context handed to command functions for --online rewrites.
     context: RunContext | None = None
     out: Callable[[str], None] = print
+    layout: discovery.Style | None = None  # --layout: forced, else detected from the names
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,11 @@ def _q(text: str) -> LiteralString:
 def reconcile(migrations: Sequence[Migration], rows: Sequence[Applied]) -> list[Row]:
     by_number: dict[int, Applied] = {}
     out: list[Row] = []
+    versions = {m.version for m in migrations}
     for a in rows:
-        if a.is_down_record:
+        # A version ending in _down that is a migration of its own (dbmate's
+        # 2024..._slow_down.sql) is not the seed loop's stray down record.
+        if a.is_down_record and a.version not in versions:
             out.append(Row(a.version, None, a, "down record"))
         elif a.number is not None and a.number not in by_number:
             by_number[a.number] = a
@@ -166,8 +170,8 @@ class Runner:
         self.directory = directory
         self.opts = options
         self.out = options.out
-        self.migrations = discovery.load(directory)
-        for warning in discovery.warnings(self.migrations):
+        self.migrations = discovery.load(directory, options.layout)
+        for warning in discovery.warnings(self.migrations, directory):
             log.warning("migration directory", directory=str(directory), warning=warning)
         self.conn: Conn | None = None
         self.tracker: Tracker | None = None
@@ -236,7 +240,8 @@ class Runner:
                 return []
             # Parse every file before running any: a syntax error anywhere
             # stops the run with nothing applied.
-            parsed = [(m, parse_file(m.up, server_major=self.server_major)) for m in todo]
+            parsed = [(m, parse_text(m.up_source(), m.up, server_major=self.server_major))
+                      for m in todo]
             done: list[str] = []
             for m, pf in parsed:
                 await self._apply(m, pf)
@@ -387,7 +392,8 @@ class Runner:
             if missing:
                 raise MigrationError(f"no down migration for {', '.join(missing)}",
                                      hint="write the down file(s) first; nothing was rolled back")
-            parsed = [(m, parse_file(m.down, server_major=self.server_major))
+            parsed = [(m, parse_text(m.down_source() or "", m.down,
+                                     server_major=self.server_major))
                       for m in todo if m.down is not None]
             done: list[str] = []
             for m, pf in parsed:
@@ -436,13 +442,22 @@ class Runner:
 
     # -- force -------------------------------------------------------------------------
 
-    def _require_number(self, number: int) -> None:
+    def _require_number(self, version: int | str) -> int:
+        """``version`` as the directory numbers it (Flyway: ``1.2`` or ``V1.2``); must exist."""
+        text = str(version).strip()
+        flyway = any(m.style is discovery.Style.FLYWAY for m in self.migrations)
+        try:
+            number = (0 if text == "0" else discovery.flyway_number(text.removeprefix("V"))
+                      if flyway else int(text))
+        except ValueError:
+            raise MigrationError(f"{version!r} is not a migration version") from None
         known = {m.number for m in self.migrations}
         if number != 0 and number not in known:
-            raise MigrationError(f"no migration numbered {number} in {self.directory}",
+            raise MigrationError(f"no migration numbered {text} in {self.directory}",
                                  hint="use an existing number, or 0 for 'nothing applied'")
+        return number
 
-    async def goto(self, number: int) -> list[str]:
+    async def goto(self, version: int | str) -> list[str]:
         """Migrate up or down until exactly the migrations up to ``number`` are applied.
 
         The direction is read before taking the runner lock; ``up(to=)`` and
@@ -450,7 +465,7 @@ class Runner:
         toward ``number``, so a runner that moved in between cannot make it
         overshoot.
         """
-        self._require_number(number)
+        number = self._require_number(version)
         rows = await self.rows()
         applied = [r.migration.number for r in rows if r.migration and r.applied]
         if any(n > number for n in applied):
@@ -465,9 +480,9 @@ class Runner:
         again = next(m for m in self.migrations if m.version == undone[0])
         return [*undone, *await self.up(to=again.number)]
 
-    async def force(self, number: int) -> None:
-        """Record that the schema is at ``number``: rows up to it clean, later rows removed."""
-        self._require_number(number)
+    async def force(self, version: int | str) -> None:
+        """Record that the schema is at ``version``: rows up to it clean, later rows removed."""
+        number = self._require_number(version)
         await self._begin_writing()
         try:
             rows = await self.rows()
@@ -483,7 +498,7 @@ class Runner:
                 for what, r in changes:
                     self.out(f"would {what} {r.version}")
                 if not changes:
-                    self.out(f"nothing to change: the tracking table already says {number}")
+                    self.out(f"nothing to change: the tracking table already says {version}")
                 return
             async with self.c.transaction():
                 for what, r in changes:
@@ -497,7 +512,7 @@ class Runner:
                                             r.applied.duration_ms if r.applied else None)
             for what, r in changes:
                 self.out(f"{'removed' if what == 'remove' else 'recorded'} {r.version}")
-            self.out(f"forced version {number}")
+            self.out(f"forced version {version}")
         finally:
             await self._end_writing()
 

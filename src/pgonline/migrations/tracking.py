@@ -26,6 +26,7 @@ from psycopg import sql
 
 from pgonline.connection import Conn
 from pgonline.errors import MigrationError, UsageError
+from pgonline.migrations.discovery import flyway_number
 from pgonline.sql.identifiers import QualifiedName
 
 # Advisory lock key space of migration runners (``pgm``); the job journal uses
@@ -34,6 +35,7 @@ LOCK_NAMESPACE = 0x70676D
 DEFAULT_TABLE = "schema_migrations"
 _TEXT_TYPES = ("text", "character varying", "character")
 _NUMBER = re.compile(r"^(\d+)")
+_FLYWAY_VERSION = re.compile(r"^V(\d+(?:\.\d+)*)__")
 # Second half of the lock key: the tracking table, qualified with the current
 # schema when it was given unqualified (so both spellings share one lock).
 _KEY = "hashtext(coalesce(%s, current_schema()) || '.' || %s)"
@@ -52,6 +54,10 @@ class Applied:
 
     @property
     def number(self) -> int | None:
+        """The migration's number as discovery orders it (Flyway ``V1.2__x`` included)."""
+        m = _FLYWAY_VERSION.match(self.version)
+        if m:
+            return flyway_number(m.group(1))
         m = _NUMBER.match(self.version)
         return int(m.group(1)) if m else None
 
