@@ -83,7 +83,16 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
         lock_timeout_ms=kw["lock_timeout_ms"], max_attempts=kw["max_retries"],
         lock_wait_s=kw["lock_wait"], online=online, context=context, out=click.echo,
         layout=LAYOUTS[layout] if layout else None,
+        table_explicit=_given("table"),
     )
+
+
+def _given(param: str) -> bool:
+    """Whether the user gave ``--param`` (not its default)."""
+    ctx = click.get_current_context(silent=True)
+    source = ctx.get_parameter_source(param) if ctx is not None else None
+    return source not in (None, click.core.ParameterSource.DEFAULT,
+                          click.core.ParameterSource.DEFAULT_MAP)
 
 
 def _with_runner(directory: Path, opts: Any, fn: Callable[[Any], Awaitable[T]]) -> T:
@@ -262,6 +271,23 @@ def redo_cmd(directory: Path, dsn: str | None, table: str, **kw: Any) -> None:
     done = _with_runner(directory, opts, lambda r: r.redo())
     if done and not opts.dry_run:
         click.echo(f"redone {done[0]}")
+
+
+@migrate.command("adopt")
+@_dir_arg
+@click.option("--from", "tool", type=click.Choice(["golang-migrate", "dbmate", "flyway", "seed"]),
+              default=None, help="The tool that applied the history (default: detected).")
+@dsn_option
+@_table_option
+@_run_options
+def adopt_cmd(directory: Path, tool: str | None, dsn: str | None, table: str, **kw: Any) -> None:
+    """Record what golang-migrate, dbmate or Flyway applied, so `migrate up` continues from there.
+
+    Nothing is re-applied; the other tool's table is left as it is. A dirty or
+    failed state is refused with the command that repairs it.
+    """
+    opts = _runner_options(dsn, table, kw)
+    _with_runner(directory, opts, lambda r: r.adopt(tool))
 
 
 def _read_rows(directory: Path, dsn: str | None, table: str, layout: str | None) -> Any:

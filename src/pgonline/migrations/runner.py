@@ -40,7 +40,7 @@ from pgonline.errors import (
     PreflightError,
     StatementError,
 )
-from pgonline.migrations import discovery, rewrite
+from pgonline.migrations import adoption, discovery, rewrite
 from pgonline.migrations.discovery import Migration
 from pgonline.migrations.splitting import ParsedFile, Statement, parse_text
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
@@ -62,6 +62,8 @@ class RunnerOptions:
     context: RunContext | None = None
     out: Callable[[str], None] = print
     layout: discovery.Style | None = None  # --layout: forced, else detected from the names
+    # --table was given: never swapped for the table `migrate adopt` wrote to.
+    table_explicit: bool = False
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,12 @@ class Runner:
     async def __aenter__(self) -> Runner:
         self.conn = await connect(self.opts.dsn)
         self.server_major = self.conn.info.server_version // 10000
+        # After `migrate adopt` from golang-migrate or dbmate, their table keeps
+        # the default name and ours has another: use ours.
+        table = await adoption.tracking_table(self.conn, self.opts.table,
+                                              explicit=self.opts.table_explicit)
+        if table != self.opts.table:
+            self.opts = replace(self.opts, table=table)
         self.tracker = Tracker(self.conn, self.opts.table)
         return self
 
@@ -439,6 +447,34 @@ class Runner:
             done_upto = stmts[-1]
         await self.t.remove(m.version)
         self.out(f"rolled back {m.version} in {time.monotonic() - t0:.2f}s (statement by statement)")
+
+    # -- adopt -------------------------------------------------------------------------
+
+    async def adopt(self, tool: str | None) -> list[str]:
+        """Record what another runner applied (see :mod:`pgonline.migrations.adoption`)."""
+        foreign = await adoption.read_foreign(self.c, tool)
+        if foreign.tool == "seed":
+            self.out(f"{foreign.table} is a seed-style tracking table: `online migrate up` "
+                     "uses it as it is; nothing to adopt")
+            return []
+        applied = adoption.applied_migrations(foreign, self.migrations)
+        table = adoption.target_table(foreign, self.opts.table,
+                                      explicit=self.opts.table_explicit)
+        if self.opts.dry_run:
+            for m in applied:
+                self.out(f"would record {m.version} as applied (in {table})")
+            return [m.version for m in applied]
+        tracker = Tracker(self.c, table)
+        await acquire_lock(self.c, table, self.opts.lock_wait_s)
+        try:
+            await tracker.ensure()
+            async with self.c.transaction():
+                done = await adoption.record(tracker, applied)
+        finally:
+            await release_lock(self.c, table)
+        self.out(f"adopted {len(applied)} applied migration(s) from {foreign.tool} "
+                 f"({foreign.table}) into {table}; {len(done)} recorded now")
+        return done
 
     # -- force -------------------------------------------------------------------------
 

@@ -100,11 +100,16 @@ class Tracker:
 
     def _check_layout(self, cols: dict[str, str]) -> None:
         vtype = cols.get("version")
+        if (vtype == "bigint" and "dirty" in cols) or set(cols) == {"version"}:
+            tool = "golang-migrate" if vtype == "bigint" else "dbmate"
+            raise MigrationError(
+                f"{self.table} is {tool}'s tracking table",
+                hint="record what it applied with `online migrate adopt DIR` (its table stays "
+                     "as it is), or track elsewhere with --table NAME")
         if vtype is None or vtype not in _TEXT_TYPES:
             found = f"version {vtype}" if vtype else "no version column"
             raise MigrationError(
-                f"{self.table} exists but is not a seed-style tracking table ({found}); "
-                "golang-migrate's table has one bigint version row",
+                f"{self.table} exists but is not a seed-style tracking table ({found})",
                 hint="use another table with --table NAME, or rename the existing one",
             )
 
