@@ -3,11 +3,13 @@
 The seed's ``test-migration.sh`` ran one up and one down and asked a human to
 read ``\\d`` output.  Here a schema snapshot (tables, columns, indexes,
 constraints, sequences, views, functions, triggers, types, extensions,
-schemas, policies) is taken before the first migration and after each one;
-after rolling back version N the schema must equal the snapshot taken
+schemas, policies, rules) is taken before the first migration and after each
+one.  After rolling back version N the schema must equal the snapshot taken
 before N was applied, so every object a down file forgot (or removed too
-much) is attributed to its version.  Applying all ups again then proves the
-down files left the database re-migratable.
+much) is attributed to its version.  Only objects N's up or N's down
+changed are judged: whatever a later version's down got wrong is reported
+against that version alone, never carried into N's verdict.  Applying all
+ups again then proves the down files left the database re-migratable.
 
 The scratch database is created on the given server (``CREATE DATABASE``
 privilege needed) or on an embedded PostgreSQL when no DSN is given, and is
@@ -142,6 +144,25 @@ def diff(version: str, before: Snapshot, after: Snapshot) -> Difference | None:
     return Difference(version, left, removed, changed)
 
 
+def _touched(a: Snapshot, b: Snapshot) -> set[tuple[str, str]]:
+    return {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+
+
+def down_difference(version: str, before_up: Snapshot, after_up: Snapshot,
+                    before_down: Snapshot, after_down: Snapshot) -> Difference | None:
+    """What the down of ``version`` got wrong: ``after_down`` against ``before_up``.
+
+    Only objects that its up or its down changed are judged.  An object
+    neither of them changed is still as the downs run before (those of later
+    versions) left it, so a difference there is theirs and was reported
+    against them; judging it again would blame this version for it (a column
+    a later down forgot, "removed too much" once this down drops its table).
+    """
+    judged = _touched(before_up, after_up) | _touched(before_down, after_down)
+    return diff(version, {k: v for k, v in before_up.items() if k in judged},
+                {k: v for k, v in after_down.items() if k in judged})
+
+
 @dataclass
 class CycleReport:
     applied: list[str] = field(default_factory=list)
@@ -154,6 +175,13 @@ class CycleReport:
     @property
     def ok(self) -> bool:
         return not self.differences and self.reapply_difference is None and not self.reapply_error
+
+    def difference_lines(self) -> list[str]:
+        lines = []
+        for d in self.differences:
+            lines.append(f"down of {d.version} did not restore the schema:")
+            lines += d.lines()
+        return lines
 
 
 async def _create_scratch(admin_dsn: str) -> tuple[str, str]:
@@ -211,10 +239,7 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
         if server is not None:
             await anyio.to_thread.run_sync(server.stop)
     if not report.ok:
-        lines = []
-        for d in report.differences:
-            lines.append(f"down of {d.version} did not restore the schema:")
-            lines += d.lines()
+        lines = report.difference_lines()
         if report.reapply_difference is not None:
             lines.append("re-applying after the downs gave a different schema:")
             lines += report.reapply_difference.lines()
@@ -243,24 +268,7 @@ async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migra
                 report.applied.append(m.version)
                 snaps.append(await snapshot(conn, tracking))
             out(f"up: applied {len(report.applied)} migration(s)")
-            for i in range(len(migrations), 0, -1):
-                m = migrations[i - 1]
-                try:
-                    await runner.down(1)
-                except PgOnlineError as exc:
-                    raise type(exc)(f"down of {m.version} failed: {exc.message}",
-                                    hint=exc.hint) from exc
-                report.rolled_back.append(m.version)
-                after = await snapshot(conn, tracking)
-                d = diff(m.version, snaps[i - 1], after)
-                if d is not None:
-                    report.differences.append(d)
-                    out(f"down of {m.version}: schema differs from before its up")
-                    # Continue from the state actually reached: later
-                    # comparisons then attribute only their own differences.
-                    expected = snaps[i - 1]
-                    for j in range(i):
-                        snaps[j] = _apply_delta(snaps[j], expected, after)
+            await _roll_back(runner, conn, tracking, migrations, snaps, report, out)
             out(f"down: rolled back {len(report.rolled_back)} migration(s)")
             try:
                 report.reapplied = await runner.up()
@@ -277,12 +285,35 @@ async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migra
     return report
 
 
-def _apply_delta(base: Snapshot, before: Snapshot, after: Snapshot) -> Snapshot:
-    """``base`` with the change from ``before`` to ``after`` (a reported difference carries forward)."""
-    out = dict(base)
-    for k in before.keys() - after.keys():
-        out.pop(k, None)
-    for k, v in after.items():
-        if before.get(k) != v:
-            out[k] = v
-    return out
+async def _roll_back(runner: Runner, conn: Conn, tracking: QualifiedName,
+                     migrations: list[discovery.Migration], snaps: list[Snapshot],
+                     report: CycleReport, out: Callable[[str], None]) -> None:
+    """Every down, newest first; each judged against the snapshot before its own up (snaps[i - 1])."""
+    before_down = snaps[-1]
+    for i in range(len(migrations), 0, -1):
+        m = migrations[i - 1]
+        try:
+            await runner.down(1)
+        except PgOnlineError as exc:
+            raise _down_failed(m.version, exc, report) from exc
+        report.rolled_back.append(m.version)
+        after_down = await snapshot(conn, tracking)
+        d = down_difference(m.version, snaps[i - 1], snaps[i], before_down, after_down)
+        if d is not None:
+            report.differences.append(d)
+            out(f"down of {m.version}: schema differs from before its up")
+        before_down = after_down
+
+
+def _down_failed(version: str, exc: PgOnlineError, report: CycleReport) -> PgOnlineError:
+    """The down's error, with what the downs run before it got wrong.
+
+    A later version's down that removed too much (its table, say) makes a
+    correct earlier down fail; the failure alone would blame the wrong file.
+    """
+    lines = report.difference_lines()
+    if not lines:
+        return type(exc)(f"down of {version} failed: {exc.message}", hint=exc.hint)
+    return type(exc)(f"down of {version} failed: {exc.message}\n"
+                     "a likely cause, found earlier in the test:\n" + "\n".join(lines),
+                     hint="fix the down file(s) above first: this down may fail only because of them")
