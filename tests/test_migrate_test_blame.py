@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import CliResult
 
 
@@ -81,3 +83,92 @@ def test_a_down_that_fails_after_a_later_down_removed_too_much_shows_both(tmp_pa
     # The cause is shown too: 002's down removed what 001 created.
     assert ("a likely cause, found earlier in the test:\ndown of 002_b did not restore the schema:\n"
             "  removed too much: column t.a\n  removed too much: table t\n") in r.err
+
+
+# --- definitions are compared in full ------------------------------------------
+
+def test_a_down_that_recreates_an_index_with_a_different_long_predicate_is_reported(
+        tmp_path, online, pg_server):
+    before = "CREATE INDEX t_positive_idx ON public.t USING btree (id) WHERE (id > 0)"
+    assert len(before) > 63  # the difference lies past a `name`'s 63 bytes
+    d = write_migrations(
+        tmp_path,
+        ("001_t", "CREATE TABLE t (id int);\nCREATE INDEX t_positive_idx ON t (id) WHERE id > 0;",
+         "DROP TABLE t;"),
+        ("002_narrow", "DROP INDEX t_positive_idx;\n"
+                       "CREATE INDEX t_positive_idx ON t (id) WHERE id > 10;",
+         "DROP INDEX t_positive_idx;\nCREATE INDEX t_positive_idx ON t (id) WHERE id > 5;"))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 8
+    assert "down of 002_narrow did not restore the schema:" in r.err
+    assert (f"changed: index t_positive_idx: {before!r} -> "
+            f"{before.replace('id > 0', 'id > 5')!r}") in r.err
+    assert "down of 001_t" not in r.err
+
+
+def test_a_down_that_restores_a_function_with_another_volatility_is_reported(tmp_path, online, pg_server):
+    body = "LANGUAGE sql AS $$ SELECT 1 $$"
+    d = write_migrations(
+        tmp_path,
+        ("001_f", f"CREATE FUNCTION one() RETURNS int IMMUTABLE {body};", "DROP FUNCTION one();"),
+        ("002_f", f"CREATE OR REPLACE FUNCTION one() RETURNS int VOLATILE {body};",
+         f"CREATE OR REPLACE FUNCTION one() RETURNS int STABLE {body};"))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 8
+    # Same body, so a checksum of the body alone would not see it.
+    assert "down of 002_f did not restore the schema:" in r.err
+    assert "changed: function one(): line 4: ' IMMUTABLE' -> ' STABLE'" in r.err
+
+EVERY_KIND_UP = """
+CREATE SCHEMA app;
+CREATE DOMAIN app.short_text AS varchar(20) DEFAULT 'x' CHECK (VALUE <> '');
+CREATE TYPE app.span AS RANGE (subtype = int4);
+CREATE TYPE app.colour AS ENUM ('red', 'gr,een');
+CREATE SEQUENCE app.counter START 10 INCREMENT 5 CACHE 2 CYCLE;
+CREATE TABLE app.t (id int PRIMARY KEY, label app.short_text, c app.colour, owner text);
+CREATE INDEX t_label_idx ON app.t (label) WHERE label IS NOT NULL AND id > 100;
+CREATE VIEW app.v AS SELECT id, label FROM app.t WHERE id > 0;
+CREATE MATERIALIZED VIEW app.mv AS SELECT count(*) AS n FROM app.t;
+CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER t_touch BEFORE UPDATE ON app.t FOR EACH ROW EXECUTE FUNCTION app.touch();
+CREATE AGGREGATE app.total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '0');
+ALTER TABLE app.t ENABLE ROW LEVEL SECURITY;
+CREATE POLICY own ON app.t FOR UPDATE TO PUBLIC USING (owner = current_user) WITH CHECK (id > 0);
+CREATE RULE no_delete AS ON DELETE TO app.v DO INSTEAD NOTHING;
+"""
+
+
+def test_a_down_that_undoes_every_kind_of_object_passes(tmp_path, online, pg_server):
+    # Runs every branch of the snapshot query (aggregates, policies,
+    # sequences, domains, ranges ...) on the server under test.
+    d = write_migrations(tmp_path, ("001_app", EVERY_KIND_UP, "DROP SCHEMA app CASCADE;"))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 0, r.err
+    assert "every down restored the schema\n" in r.out
+
+
+@pytest.mark.parametrize(("change", "restore", "expected"), [
+    ("ALTER SEQUENCE app.counter INCREMENT 1;", "ALTER SEQUENCE app.counter INCREMENT 50;",
+     "changed: sequence app.counter: 'AS bigint START 10 INCREMENT 5 "),
+    ("DROP POLICY own ON app.t;",
+     "CREATE POLICY own ON app.t FOR UPDATE TO PUBLIC USING (owner = current_user) WITH CHECK (id > 1);",
+     "changed: policy own on app.t: 'AS PERMISSIVE FOR UPDATE TO PUBLIC USING (owner = CURRENT_USER) "
+     "WITH CHECK (id > 0)' -> 'AS PERMISSIVE FOR UPDATE TO PUBLIC USING (owner = CURRENT_USER) "
+     "WITH CHECK (id > 1)'"),
+    ("ALTER DOMAIN app.short_text SET DEFAULT 'y';", "ALTER DOMAIN app.short_text DROP DEFAULT;",
+     "changed: domain app.short_text: \"character varying(20) DEFAULT 'x'::character varying\" -> "
+     "'character varying(20)'"),
+    ("DROP AGGREGATE app.total(int);",
+     "CREATE AGGREGATE app.total(int) (SFUNC = int4pl, STYPE = int4, INITCOND = '1');",
+     "changed: aggregate app.total(integer): 'SFUNC = int4pl(integer,integer), STYPE = integer, "
+     "INITCOND = 0' -> 'SFUNC = int4pl(integer,integer), STYPE = integer, INITCOND = 1'"),
+], ids=["sequence", "policy", "domain", "aggregate"])
+def test_a_down_that_restores_an_object_differently_is_reported(
+        tmp_path, online, pg_server, change, restore, expected):
+    d = write_migrations(tmp_path, ("001_app", EVERY_KIND_UP, "DROP SCHEMA app CASCADE;"),
+                         ("002_change", change, restore))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 8
+    assert "down of 002_change did not restore the schema:" in r.err
+    assert expected in r.err, r.err
+    assert "down of 001_app" not in r.err

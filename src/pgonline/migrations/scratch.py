@@ -3,13 +3,14 @@
 The seed's ``test-migration.sh`` ran one up and one down and asked a human to
 read ``\\d`` output.  Here a schema snapshot (tables, columns, indexes,
 constraints, sequences, views, functions, triggers, types, extensions,
-schemas, policies, rules) is taken before the first migration and after each
-one.  After rolling back version N the schema must equal the snapshot taken
-before N was applied, so every object a down file forgot (or removed too
-much) is attributed to its version.  Only objects N's up or N's down
-changed are judged: whatever a later version's down got wrong is reported
-against that version alone, never carried into N's verdict.  Applying all
-ups again then proves the down files left the database re-migratable.
+schemas, policies, rules; each with its full definition as text) is taken
+before the first migration and after each one.  After rolling back version
+N the schema must equal the snapshot taken before N was applied, so every
+object a down file forgot (or removed too much) is attributed to its
+version.  Only objects N's up or N's down changed are judged: whatever a
+later version's down got wrong is reported against that version alone, never
+carried into N's verdict.  Applying all ups again then proves the down
+files left the database re-migratable.
 
 The scratch database is created on the given server (``CREATE DATABASE``
 privilege needed) or on an embedded PostgreSQL when no DSN is given, and is
@@ -18,6 +19,8 @@ always dropped afterwards.
 
 from __future__ import annotations
 
+import difflib
+import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +45,12 @@ _USER_NS = """
 """
 
 # Composed from constants only (no input): the f-string just shares the namespace filter.
+# The first branch is cast to text on purpose: a UNION takes its column types
+# from it, and pg_get_userbyid() returns ``name``, which silently cut every
+# definition below to 63 bytes (an index ``WHERE (id > 5)`` then compared
+# equal to ``WHERE (id > 0)``).
 SNAPSHOT_SQL = f"""
-SELECT 'schema', quote_ident(n.nspname), pg_get_userbyid(n.nspowner)
+SELECT 'schema'::text, quote_ident(n.nspname)::text, pg_get_userbyid(n.nspowner)::text
   FROM pg_namespace n WHERE {_USER_NS}
 UNION ALL
 SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 'view'
@@ -52,7 +59,13 @@ SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'table' WHEN 'v' THEN 
                       WHEN 'c' THEN 'composite type' ELSE c.relkind::text END,
        c.oid::regclass::text,
        CASE WHEN c.relkind IN ('i', 'I') THEN pg_get_indexdef(c.oid)
-            WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) ELSE '' END
+            WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid)
+            WHEN c.relkind = 'S' THEN (
+                SELECT format('AS %%s START %%s INCREMENT %%s MINVALUE %%s MAXVALUE %%s CACHE %%s%%s',
+                              format_type(s.seqtypid, NULL), s.seqstart, s.seqincrement, s.seqmin,
+                              s.seqmax, s.seqcache, CASE WHEN s.seqcycle THEN ' CYCLE' ELSE '' END)
+                  FROM pg_sequence s WHERE s.seqrelid = c.oid)
+            ELSE '' END
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE {_USER_NS} AND c.relkind <> 't'
    AND c.oid <> %(tracking)s::oid
@@ -74,7 +87,16 @@ SELECT 'constraint', quote_ident(co.conname) || ' on ' ||
  WHERE {_USER_NS} AND co.conrelid <> %(tracking)s::oid
 UNION ALL
 SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE 'function' END,
-       p.oid::regprocedure::text, md5(coalesce(p.prosrc, ''))
+       p.oid::regprocedure::text,
+       -- The whole CREATE statement (return type, volatility, SET ...), not
+       -- just the body; pg_get_functiondef() refuses aggregates.
+       CASE WHEN p.prokind = 'a' THEN (
+           SELECT concat_ws(', ', 'SFUNC = ' || a.aggtransfn::regprocedure::text,
+                            'STYPE = ' || format_type(a.aggtranstype, NULL),
+                            'FINALFUNC = ' || nullif(a.aggfinalfn::oid, 0)::regprocedure::text,
+                            'INITCOND = ' || a.agginitval)
+             FROM pg_aggregate a WHERE a.aggfnoid = p.oid)
+       ELSE pg_get_functiondef(p.oid) END
   FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
  WHERE {_USER_NS}
    AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_proc'::regclass
@@ -87,8 +109,13 @@ UNION ALL
 SELECT CASE t.typtype WHEN 'e' THEN 'enum' WHEN 'd' THEN 'domain' WHEN 'r' THEN 'range type'
                       WHEN 'm' THEN 'multirange type' ELSE 'type' END,
        format_type(t.oid, NULL),
-       coalesce((SELECT string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
-                   FROM pg_enum e WHERE e.enumtypid = t.oid), format_type(t.typbasetype, NULL), '')
+       -- Enum labels as a JSON array, so that labels containing commas stay
+       -- apart and single labels can be picked out (see _enum_labels).
+       CASE t.typtype WHEN 'e' THEN coalesce((SELECT json_agg(e.enumlabel ORDER BY e.enumsortorder)::text
+                                                FROM pg_enum e WHERE e.enumtypid = t.oid), '[]')
+                      WHEN 'd' THEN format_type(t.typbasetype, t.typtypmod)
+                                    || coalesce(' DEFAULT ' || t.typdefault, '')
+                      ELSE '' END
   FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
  WHERE {_USER_NS} AND t.typtype IN ('e', 'd', 'r', 'm') AND t.typelem = 0
    AND NOT EXISTS (SELECT 1 FROM pg_depend dep WHERE dep.classid = 'pg_type'::regclass
@@ -98,7 +125,15 @@ SELECT 'extension', quote_ident(e.extname), e.extversion FROM pg_extension e
  WHERE e.extname <> 'plpgsql'
 UNION ALL
 SELECT 'policy', quote_ident(po.polname) || ' on ' || po.polrelid::regclass::text,
-       coalesce(pg_get_expr(po.polqual, po.polrelid), '')
+       format('AS %%s FOR %%s TO %%s',
+              CASE WHEN po.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+              CASE po.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                             WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+              (SELECT string_agg(role, ', ' ORDER BY role)
+                 FROM (SELECT CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END
+                         FROM unnest(po.polroles) r) roles (role)))
+       || coalesce(' USING ' || pg_get_expr(po.polqual, po.polrelid), '')
+       || coalesce(' WITH CHECK ' || pg_get_expr(po.polwithcheck, po.polrelid), '')
   FROM pg_policy po
 UNION ALL
 SELECT 'rule', quote_ident(r.rulename) || ' on ' || r.ev_class::regclass::text, pg_get_ruledef(r.oid)
@@ -114,7 +149,36 @@ async def snapshot(conn: Conn, tracking: QualifiedName | None = None) -> Snapsho
                                         [tracking.quoted()])).fetchone()
         oid = int(row[0]) if row else 0
     cur = await conn.execute(SNAPSHOT_SQL, {"tracking": oid})
-    return {(str(k), str(i)): str(d) for k, i, d in await cur.fetchall()}
+    return {(str(k), str(i)): _canonical(str(k), str(d)) for k, i, d in await cur.fetchall()}
+
+
+def _canonical(kind: str, definition: str) -> str:
+    # One encoding for every enum definition, whatever the server's JSON
+    # spacing, so that definitions built here compare equal to the server's.
+    return _enum_text(json.loads(definition)) if kind == "enum" else definition
+
+
+def _enum_text(labels: list[str]) -> str:
+    return json.dumps(labels, ensure_ascii=False)
+
+
+def _enum_labels(definition: str) -> list[str]:
+    return [str(label) for label in json.loads(definition)]
+
+
+def _change(before: str, after: str) -> str:
+    """``'old' -> 'new'``; for multi-line definitions (functions, views) only the first lines that differ.
+
+    A whole function definition on one line would bury the one clause
+    that changed.
+    """
+    old, new = before.splitlines(), after.splitlines()
+    if len(old) > 1 or len(new) > 1:
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+            if tag != "equal":
+                gone, came = "\n".join(old[i1:i2]), "\n".join(new[j1:j2])
+                return f"line {i1 + 1}: {gone!r} -> {came!r}"
+    return f"{before!r} -> {after!r}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +201,7 @@ def diff(version: str, before: Snapshot, after: Snapshot) -> Difference | None:
 
     left = tuple(name(k) for k in sorted(after.keys() - before.keys()))
     removed = tuple(name(k) for k in sorted(before.keys() - after.keys()))
-    changed = tuple(f"{name(k)}: {before[k]!r} -> {after[k]!r}"
+    changed = tuple(f"{name(k)}: {_change(before[k], after[k])}"
                     for k in sorted(before.keys() & after.keys()) if before[k] != after[k])
     if not (left or removed or changed):
         return None
