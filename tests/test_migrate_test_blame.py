@@ -172,3 +172,61 @@ def test_a_down_that_restores_an_object_differently_is_reported(
     assert "down of 002_change did not restore the schema:" in r.err
     assert expected in r.err, r.err
     assert "down of 001_app" not in r.err
+
+
+# --- ALTER TYPE ... ADD VALUE is irreversible, not a leak ----------------------
+
+MOOD = ("001_mood", "CREATE TYPE mood AS ENUM ('happy');", "DROP TYPE mood;")
+
+
+def test_an_enum_value_added_by_an_up_is_reported_irreversible_not_as_a_leak_of_its_down(
+        tmp_path, online, pg_server):
+    d = write_migrations(tmp_path, MOOD,
+                         ("002_sad", "ALTER TYPE mood ADD VALUE 'sad';", "-- cannot be undone"))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 0, r.err
+    assert ("irreversible: ALTER TYPE mood ADD VALUE 'sad' (up of 002_sad; "
+            "PostgreSQL cannot remove an enum value)") in r.out
+    assert "OK: 2 up, 2 down, 2 up again; every down restored the schema " \
+           "except 1 irreversible change" in r.out
+    assert "changed" not in r.out + r.err
+
+
+def test_enum_values_added_by_two_ups_are_each_irreversible_for_their_own_version(
+        tmp_path, online, pg_server):
+    d = write_migrations(tmp_path, MOOD,
+                         ("002_sad", "ALTER TYPE mood ADD VALUE 'sad';", "-- cannot be undone"),
+                         ("003_meh", "ALTER TYPE mood ADD VALUE 'meh' BEFORE 'sad';",
+                          "-- cannot be undone"))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 0, r.err
+    assert "irreversible: ALTER TYPE mood ADD VALUE 'meh' (up of 003_meh;" in r.out
+    assert "irreversible: ALTER TYPE mood ADD VALUE 'sad' (up of 002_sad;" in r.out
+
+
+def test_an_irreversible_enum_value_does_not_hide_what_the_same_down_left_behind(
+        tmp_path, online, pg_server):
+    d = write_migrations(
+        tmp_path,
+        ("001_mood", "CREATE TYPE mood AS ENUM ('happy');\nCREATE TABLE t (m mood);",
+         "DROP TABLE t;\nDROP TYPE mood;"),
+        ("002_sad", "ALTER TYPE mood ADD VALUE 'sad';\nALTER TABLE t ADD COLUMN note text;", NOOP))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 8
+    assert "down of 002_sad did not restore the schema:\n  left behind: column t.note\n" in r.err
+    assert "irreversible: ALTER TYPE mood ADD VALUE 'sad' (up of 002_sad;" in r.err
+    assert "enum mood" not in r.err
+
+
+def test_an_enum_value_from_a_recreated_type_that_the_down_keeps_is_a_leak(tmp_path, online, pg_server):
+    # Replacing the type (instead of ADD VALUE) can be undone, so keeping the
+    # new value is the down's fault.
+    d = write_migrations(
+        tmp_path, MOOD,
+        ("002_swap", "ALTER TYPE mood RENAME TO mood_old;\n"
+                     "CREATE TYPE mood AS ENUM ('happy', 'sad');\nDROP TYPE mood_old;", NOOP))
+    r = migrate_test(online, pg_server, d)
+    assert r.code == 8
+    assert "down of 002_swap did not restore the schema:" in r.err
+    assert """changed: enum mood: '["happy"]' -> '["happy", "sad"]'""" in r.err
+    assert "irreversible" not in r.out + r.err

@@ -9,8 +9,10 @@ N the schema must equal the snapshot taken before N was applied, so every
 object a down file forgot (or removed too much) is attributed to its
 version.  Only objects N's up or N's down changed are judged: whatever a
 later version's down got wrong is reported against that version alone, never
-carried into N's verdict.  Applying all ups again then proves the down
-files left the database re-migratable.
+carried into N's verdict.  Enum values N's up added with ``ALTER TYPE ...
+ADD VALUE`` cannot be removed in PostgreSQL; they are reported as
+irreversible, not as the down's fault.  Applying all ups again then proves
+the down files left the database re-migratable.
 
 The scratch database is created on the given server (``CREATE DATABASE``
 privilege needed) or on an embedded PostgreSQL when no DSN is given, and is
@@ -28,13 +30,14 @@ from pathlib import Path
 
 import anyio
 import psycopg
+from pglast import ast
 from psycopg import sql
 
 from pgonline.connection import Conn, connect, with_database
 from pgonline.errors import MigrationError, PgOnlineError
 from pgonline.migrations import discovery
 from pgonline.migrations.runner import Runner, RunnerOptions
-from pgonline.migrations.splitting import parse_file
+from pgonline.migrations.splitting import ParsedFile, parse_file
 from pgonline.sql.identifiers import QualifiedName
 
 Snapshot = dict[tuple[str, str], str]  # (kind, identity) -> definition
@@ -153,8 +156,8 @@ async def snapshot(conn: Conn, tracking: QualifiedName | None = None) -> Snapsho
 
 
 def _canonical(kind: str, definition: str) -> str:
-    # One encoding for every enum definition, whatever the server's JSON
-    # spacing, so that definitions built here compare equal to the server's.
+    # Enum definitions are re-encoded by the same function that takes labels
+    # out of them (_without_values), so both compare as equal strings.
     return _enum_text(json.loads(definition)) if kind == "enum" else definition
 
 
@@ -164,6 +167,11 @@ def _enum_text(labels: list[str]) -> str:
 
 def _enum_labels(definition: str) -> list[str]:
     return [str(label) for label in json.loads(definition)]
+
+
+def _literal(text: str) -> str:
+    """A string as an SQL literal, for messages only (never sent to the server)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _change(before: str, after: str) -> str:
@@ -227,17 +235,86 @@ def down_difference(version: str, before_up: Snapshot, after_up: Snapshot,
                 {k: v for k, v in after_down.items() if k in judged})
 
 
+@dataclass(frozen=True)
+class Irreversible:
+    """An enum value an up added with ``ALTER TYPE ... ADD VALUE``: no down can take it out."""
+
+    version: str
+    enum: str  # as format_type() shows it
+    label: str
+
+    def line(self) -> str:
+        return (f"irreversible: ALTER TYPE {self.enum} ADD VALUE {_literal(self.label)} "
+                f"(up of {self.version}; PostgreSQL cannot remove an enum value)")
+
+
+EnumValues = set[tuple[str, str]]  # (enum as format_type() shows it, label)
+
+
+async def added_enum_values(conn: Conn, parsed: ParsedFile) -> EnumValues:
+    """The ``ALTER TYPE ... ADD VALUE`` statements of an up file, resolved right after it ran.
+
+    Taken from the parse tree, not from the schema: an up that recreates the
+    type with one more value can be undone by its down, so keeping that value
+    is the down's fault; only ADD VALUE has no inverse in PostgreSQL.
+    """
+    found: EnumValues = set()
+    for st in parsed.statements:
+        node = st.node
+        if not (isinstance(node, ast.AlterEnumStmt) and node.newVal and node.oldVal is None):
+            continue  # (oldVal is RENAME VALUE, which a down can rename back)
+        parts = [str(part.sval) for part in node.typeName or ()]
+        # Resolved with this session's search_path, the default one the
+        # runner's session has too (an up that SETs its own is not followed:
+        # its values are then reported as the down's, as any other change).
+        name = sql.Identifier(*parts).as_string(conn)
+        cur = await conn.execute("SELECT format_type(to_regtype(%s), NULL)", [name])
+        row = await cur.fetchone()
+        if row is not None and row[0] is not None:
+            found.add((str(row[0]), str(node.newVal)))
+    return found
+
+
+def irreversible(version: str, added: EnumValues, before_up: Snapshot,
+                 after_down: Snapshot) -> list[Irreversible]:
+    """The values ``added`` by the up that are still there after the down, in a type older than the up.
+
+    (A type the up created and the down left behind is reported as left
+    behind instead: dropping it would have been possible.)
+    """
+    out = []
+    for enum, label in sorted(added):
+        key = ("enum", enum)
+        if (key in before_up and key in after_down and label in _enum_labels(after_down[key])
+                and label not in _enum_labels(before_up[key])):
+            out.append(Irreversible(version, enum, label))
+    return out
+
+
+def _without_values(snap: Snapshot, values: EnumValues) -> Snapshot:
+    """``snap`` as if ``values`` had never been added: they are accepted, not differences."""
+    out = dict(snap)
+    for enum, label in values:
+        key = ("enum", enum)
+        if key in out:
+            out[key] = _enum_text([x for x in _enum_labels(out[key]) if x != label])
+    return out
+
+
 @dataclass
 class CycleReport:
     applied: list[str] = field(default_factory=list)
     rolled_back: list[str] = field(default_factory=list)
     reapplied: list[str] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
+    irreversible: list[Irreversible] = field(default_factory=list)
     reapply_difference: Difference | None = None
     reapply_error: str | None = None
 
     @property
     def ok(self) -> bool:
+        # Irreversible statements are reported but fail nothing: no down
+        # file could do better.
         return not self.differences and self.reapply_difference is None and not self.reapply_error
 
     def difference_lines(self) -> list[str]:
@@ -281,8 +358,9 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
     migrations = discovery.load(directory)
     if not migrations:
         raise MigrationError(f"{directory}: no migrations to test")
+    ups: dict[str, ParsedFile] = {}
     for m in migrations:  # syntax errors first, before any server is involved
-        parse_file(m.up)
+        ups[m.version] = parse_file(m.up)
         if m.down is not None:
             parse_file(m.down)
     server = None
@@ -296,7 +374,7 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
         name, scratch = await _create_scratch(dsn)
         out(f"scratch database {name}")
         try:
-            report = await _cycle(directory, scratch, migrations, out, table)
+            report = await _cycle(directory, scratch, migrations, ups, out, table)
         finally:
             await _drop_scratch(dsn, name)
     finally:
@@ -309,13 +387,15 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
             lines += report.reapply_difference.lines()
         if report.reapply_error is not None:
             lines.append(f"re-applying after the downs failed: {report.reapply_error}")
+        lines += [i.line() for i in report.irreversible]
         raise MigrationError("migration test failed:\n" + "\n".join(lines),
                              hint="fix the down file(s) so they remove exactly what their up creates")
     return report
 
 
 async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migration],
-                 out: Callable[[str], None], table: QualifiedName | None) -> CycleReport:
+                 ups: dict[str, ParsedFile], out: Callable[[str], None],
+                 table: QualifiedName | None) -> CycleReport:
     tracking = table or QualifiedName(None, "schema_migrations")
     quiet: Callable[[str], None] = lambda _: None  # noqa: E731
     opts = RunnerOptions(dsn=scratch, table=tracking, out=quiet, lock_wait_s=0)
@@ -323,6 +403,7 @@ async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migra
     conn = await connect(scratch)
     try:
         snaps = [await snapshot(conn, tracking)]
+        added: list[EnumValues] = []
         async with Runner(directory, opts) as runner:
             for m in migrations:
                 try:
@@ -331,8 +412,9 @@ async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migra
                     raise type(exc)(f"up of {m.version} failed: {exc.message}", hint=exc.hint) from exc
                 report.applied.append(m.version)
                 snaps.append(await snapshot(conn, tracking))
+                added.append(await added_enum_values(conn, ups[m.version]))
             out(f"up: applied {len(report.applied)} migration(s)")
-            await _roll_back(runner, conn, tracking, migrations, snaps, report, out)
+            await _roll_back(runner, conn, tracking, migrations, snaps, added, report, out)
             out(f"down: rolled back {len(report.rolled_back)} migration(s)")
             try:
                 report.reapplied = await runner.up()
@@ -351,9 +433,10 @@ async def _cycle(directory: Path, scratch: str, migrations: list[discovery.Migra
 
 async def _roll_back(runner: Runner, conn: Conn, tracking: QualifiedName,
                      migrations: list[discovery.Migration], snaps: list[Snapshot],
-                     report: CycleReport, out: Callable[[str], None]) -> None:
+                     added: list[EnumValues], report: CycleReport, out: Callable[[str], None]) -> None:
     """Every down, newest first; each judged against the snapshot before its own up (snaps[i - 1])."""
     before_down = snaps[-1]
+    accepted: EnumValues = set()  # irreversible enum values found so far
     for i in range(len(migrations), 0, -1):
         m = migrations[i - 1]
         try:
@@ -362,6 +445,11 @@ async def _roll_back(runner: Runner, conn: Conn, tracking: QualifiedName,
             raise _down_failed(m.version, exc, report) from exc
         report.rolled_back.append(m.version)
         after_down = await snapshot(conn, tracking)
+        for item in irreversible(m.version, added[i - 1], snaps[i - 1], after_down):
+            report.irreversible.append(item)
+            accepted.add((item.enum, item.label))
+            out(item.line())
+        after_down = _without_values(after_down, accepted)
         d = down_difference(m.version, snaps[i - 1], snaps[i], before_down, after_down)
         if d is not None:
             report.differences.append(d)
