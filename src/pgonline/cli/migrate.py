@@ -346,5 +346,10 @@ def test_cmd(directory: Path, dsn: str | None) -> None:
 
     url = resolve_dsn(dsn) if dsn else None
     report = run_async(functools.partial(run_test_cycle, directory, url, out=click.echo))
+    # Irreversible statements were listed as they were found; they are no
+    # down's fault, so they qualify the verdict instead of failing it.
+    irreversible = len(report.irreversible)
+    caveat = (f" except {irreversible} irreversible change{'s' if irreversible > 1 else ''} (above)"
+              if irreversible else "")
     click.echo(f"OK: {len(report.applied)} up, {len(report.rolled_back)} down, "
-               f"{len(report.reapplied)} up again; every down restored the schema")
+               f"{len(report.reapplied)} up again; every down restored the schema{caveat}")
