@@ -37,7 +37,7 @@ from pgonline.connection import Conn, connect, with_database
 from pgonline.errors import MigrationError, PgOnlineError
 from pgonline.migrations import discovery
 from pgonline.migrations.runner import Runner, RunnerOptions
-from pgonline.migrations.splitting import ParsedFile, parse_file
+from pgonline.migrations.splitting import ParsedFile, parse_text
 from pgonline.sql.identifiers import QualifiedName
 
 Snapshot = dict[tuple[str, str], str]  # (kind, identity) -> definition
@@ -360,9 +360,9 @@ async def run_test_cycle(directory: Path, dsn: str | None, *, out: Callable[[str
         raise MigrationError(f"{directory}: no migrations to test")
     ups: dict[str, ParsedFile] = {}
     for m in migrations:  # syntax errors first, before any server is involved
-        ups[m.version] = parse_file(m.up)
+        ups[m.version] = parse_text(m.up_source(), m.up)
         if m.down is not None:
-            parse_file(m.down)
+            parse_text(m.down_source() or "", m.down)
     server = None
     if dsn is None:
         from pgonline.devtools.local_server import start_embedded
