@@ -311,3 +311,42 @@ def test_dropping_an_index_built_on_a_new_table_is_fine() -> None:
     sql = ("CREATE TABLE IF NOT EXISTS t (a int);\nCREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
            "DROP INDEX IF EXISTS t_a;")
     assert codes(sql, timeout=False) == []
+
+
+# --- newness ends with the transaction (and the file) that created the table --------
+
+def test_a_table_stops_being_new_when_its_transaction_commits() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (id int PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\nCOMMIT;\n"
+           "BEGIN;\nCREATE INDEX t_id_a ON t (id, a);\nALTER TABLE t ALTER COLUMN a TYPE bigint;\nCOMMIT;\n")
+    found = [(f.code, f.line) for f in lint(sql)]
+    assert found == [("require-concurrent-index-creation", 7), ("column-type-rewrite", 8)]
+    # What the first transaction said about the columns stays true after it: the
+    # type change is judged against the known int4, not "current type unknown".
+    assert "int4 -> int8" in only(sql, "column-type-rewrite").message
+
+
+def test_a_table_created_without_explicit_transactions_stays_new_for_the_whole_file() -> None:
+    sql = ("CREATE TABLE t (id int PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\n"
+           "ALTER TABLE t ALTER COLUMN a TYPE bigint;\n")
+    assert codes(sql) == ["non-idempotent", "non-idempotent"]
+
+
+def test_a_table_created_in_a_rolled_back_transaction_is_not_new_afterwards() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (a int);\nROLLBACK;\nCREATE INDEX IF NOT EXISTS t_a ON t (a);\n")
+    assert codes(sql) == ["require-concurrent-index-creation"]
+
+
+def test_an_index_on_a_committed_new_table_is_an_existing_index_after_the_commit() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\nCOMMIT;\n"
+           "DROP INDEX IF EXISTS t_a;\n")
+    assert codes(sql) == ["require-concurrent-index-deletion"]
+
+
+def test_a_table_created_by_an_earlier_file_is_not_new() -> None:
+    files = [("001_t.sql", "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, a int);\n"),
+             ("002_t.sql", SAFE_PREAMBLE + "CREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
+                                           "ALTER TABLE t ALTER COLUMN a TYPE bigint;\n")]
+    found = lint_texts(files, LintOptions(pg_major=14))
+    assert [(f.path, f.code, f.line) for f in found] == [
+        ("002_t.sql", "require-concurrent-index-creation", 2), ("002_t.sql", "column-type-rewrite", 3)]
+    assert found == lint_texts(files[1:], LintOptions(pg_major=14))
