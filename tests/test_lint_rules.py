@@ -221,6 +221,36 @@ def test_new_table_with_foreign_key_to_existing_table_needs_lock_timeout() -> No
     assert codes("CREATE TABLE IF NOT EXISTS photos (id int);", timeout=False) == []
 
 
+@pytest.mark.parametrize(("sql", "lock", "blocked"), [
+    ("ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;",
+     "SHARE ROW EXCLUSIVE (referenced by a new foreign key) on users", "all writes of users"),
+    ("ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;", "ACCESS EXCLUSIVE on orders",
+     "all reads and writes of orders"),
+    ("CREATE INDEX IF NOT EXISTS o_user ON orders (user_id);",
+     "SHARE (blocks writes while the index builds) on orders", "all writes of orders"),
+    ("DROP INDEX IF EXISTS o_user;", "ACCESS EXCLUSIVE on the table of index o_user",
+     "all reads and writes of its table"),
+])
+def test_missing_lock_timeout_names_the_lock_and_what_queues_behind_it(sql: str, lock: str,
+                                                                       blocked: str) -> None:
+    message = only(sql, "missing-lock-timeout", timeout=False).message
+    assert f"takes {lock};" in message and f"{blocked} queue behind it" in message
+
+
+def test_add_foreign_key_alone_takes_share_row_exclusive_on_its_own_table_too() -> None:
+    from pglast import parse_sql
+
+    from pgonline.lint.locks import blocking_locks, target_lock
+
+    node = parse_sql("ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id)")[0].stmt
+    assert [(str(lock.ref), lock.mode) for lock in blocking_locks(node)] == [
+        ("users", "SHARE ROW EXCLUSIVE"), ("orders", "SHARE ROW EXCLUSIVE")]
+    both = parse_sql("ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id), "
+                     "ADD COLUMN n int")[0].stmt
+    lock = target_lock(both)
+    assert lock is not None and lock.mode == "ACCESS EXCLUSIVE"  # the strongest sub-command wins
+
+
 # --- idempotency, DML --------------------------------------------------------------
 
 def test_create_without_if_not_exists_and_drop_without_if_exists_are_warnings() -> None:
