@@ -180,15 +180,43 @@ def test_dsn_knows_user_function_volatility_and_existing_not_null_checks(
         [(2, "add-column-volatile-default", "error")]
 
 
-def test_table_created_by_earlier_file_is_new_unless_the_database_has_it(
+REPRO = {"001_create.sql": "CREATE TABLE t (id int PRIMARY KEY, a int);\n",
+         "002_change.sql": "CREATE INDEX t_a ON t (a);\nALTER TABLE t ALTER COLUMN a TYPE bigint;\n"}
+
+
+def _json(online: Any, *args: str, with_dsn: bool = True) -> list[dict[str, Any]]:
+    r = online("lint", "--format", "json", *args, with_dsn=with_dsn)
+    assert r.code in (0, 9), r.err
+    found: list[dict[str, Any]] = json.loads(r.out)
+    return found
+
+
+def test_directory_reports_statements_on_a_table_an_earlier_file_created(
+        online: Any, tmp_path: Path) -> None:
+    for name, sql in REPRO.items():
+        write(tmp_path, name, sql)
+    alone = _json(online, str(tmp_path / "002_change.sql"), with_dsn=False)
+    together = _json(online, str(tmp_path), with_dsn=False)
+    assert [f for f in together if f["file"].endswith("002_change.sql")] == alone
+    found = {(f["line"], f["code"]) for f in alone}
+    assert {(1, "require-concurrent-index-creation"), (2, "column-type-rewrite")} <= found
+
+
+def test_with_dsn_a_table_an_earlier_file_created_is_live_with_or_without_the_database(
         online: Any, db: psycopg.Connection[Any], tmp_path: Path) -> None:
-    write(tmp_path, "001_create.sql", "CREATE TABLE IF NOT EXISTS events (id bigint, kind text);\n")
-    write(tmp_path, "002_index.sql", "SET lock_timeout = '2s';\n"
-                                     "CREATE INDEX IF NOT EXISTS events_kind ON events (kind);\n")
-    assert online("lint", str(tmp_path)).code == 0  # events not in the database: pending, new
-    db.execute("CREATE TABLE events (id bigint, kind text)")
-    r = online("lint", str(tmp_path))
-    assert r.code == 9 and "002_index.sql:2:1: error require-concurrent-index-creation" in r.out
+    for name, sql in REPRO.items():
+        write(tmp_path, name, sql)
+    change = str(tmp_path / "002_change.sql")
+    # Not in the database yet (001 is pending): still not new for 002.
+    codes = {f["code"] for f in _json(online, str(tmp_path)) if f["file"] == change}
+    assert {"require-concurrent-index-creation", "column-type-rewrite"} <= codes
+    db.execute(REPRO["001_create.sql"])
+    db.execute("INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g")
+    together = [f for f in _json(online, str(tmp_path)) if f["file"] == change]
+    assert together == _json(online, change)
+    by_code = {f["code"]: f["message"] for f in together}
+    assert "t (~3k rows, " in by_code["require-concurrent-index-creation"]
+    assert "int4 -> int8" in by_code["column-type-rewrite"]  # the current type, from the catalog
 
 
 def test_server_version_decides_add_column_default_rule(online: Any, db: psycopg.Connection[Any],

@@ -221,6 +221,36 @@ def test_new_table_with_foreign_key_to_existing_table_needs_lock_timeout() -> No
     assert codes("CREATE TABLE IF NOT EXISTS photos (id int);", timeout=False) == []
 
 
+@pytest.mark.parametrize(("sql", "lock", "blocked"), [
+    ("ALTER TABLE orders ADD CONSTRAINT o_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;",
+     "SHARE ROW EXCLUSIVE (referenced by a new foreign key) on users", "all writes of users"),
+    ("ALTER TABLE orders ADD COLUMN IF NOT EXISTS note text;", "ACCESS EXCLUSIVE on orders",
+     "all reads and writes of orders"),
+    ("CREATE INDEX IF NOT EXISTS o_user ON orders (user_id);",
+     "SHARE (blocks writes while the index builds) on orders", "all writes of orders"),
+    ("DROP INDEX IF EXISTS o_user;", "ACCESS EXCLUSIVE on the table of index o_user",
+     "all reads and writes of its table"),
+])
+def test_missing_lock_timeout_names_the_lock_and_what_queues_behind_it(sql: str, lock: str,
+                                                                       blocked: str) -> None:
+    message = only(sql, "missing-lock-timeout", timeout=False).message
+    assert f"takes {lock};" in message and f"{blocked} queue behind it" in message
+
+
+def test_add_foreign_key_alone_takes_share_row_exclusive_on_its_own_table_too() -> None:
+    from pglast import parse_sql
+
+    from pgonline.lint.locks import blocking_locks, target_lock
+
+    node = parse_sql("ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id)")[0].stmt
+    assert [(str(lock.ref), lock.mode) for lock in blocking_locks(node)] == [
+        ("users", "SHARE ROW EXCLUSIVE"), ("orders", "SHARE ROW EXCLUSIVE")]
+    both = parse_sql("ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES users (id), "
+                     "ADD COLUMN n int")[0].stmt
+    lock = target_lock(both)
+    assert lock is not None and lock.mode == "ACCESS EXCLUSIVE"  # the strongest sub-command wins
+
+
 # --- idempotency, DML --------------------------------------------------------------
 
 def test_create_without_if_not_exists_and_drop_without_if_exists_are_warnings() -> None:
@@ -311,3 +341,42 @@ def test_dropping_an_index_built_on_a_new_table_is_fine() -> None:
     sql = ("CREATE TABLE IF NOT EXISTS t (a int);\nCREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
            "DROP INDEX IF EXISTS t_a;")
     assert codes(sql, timeout=False) == []
+
+
+# --- newness ends with the transaction (and the file) that created the table --------
+
+def test_a_table_stops_being_new_when_its_transaction_commits() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (id int PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\nCOMMIT;\n"
+           "BEGIN;\nCREATE INDEX t_id_a ON t (id, a);\nALTER TABLE t ALTER COLUMN a TYPE bigint;\nCOMMIT;\n")
+    found = [(f.code, f.line) for f in lint(sql)]
+    assert found == [("require-concurrent-index-creation", 7), ("column-type-rewrite", 8)]
+    # What the first transaction said about the columns stays true after it: the
+    # type change is judged against the known int4, not "current type unknown".
+    assert "int4 -> int8" in only(sql, "column-type-rewrite").message
+
+
+def test_a_table_created_without_explicit_transactions_stays_new_for_the_whole_file() -> None:
+    sql = ("CREATE TABLE t (id int PRIMARY KEY, a int);\nCREATE INDEX t_a ON t (a);\n"
+           "ALTER TABLE t ALTER COLUMN a TYPE bigint;\n")
+    assert codes(sql) == ["non-idempotent", "non-idempotent"]
+
+
+def test_a_table_created_in_a_rolled_back_transaction_is_not_new_afterwards() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (a int);\nROLLBACK;\nCREATE INDEX IF NOT EXISTS t_a ON t (a);\n")
+    assert codes(sql) == ["require-concurrent-index-creation"]
+
+
+def test_an_index_on_a_committed_new_table_is_an_existing_index_after_the_commit() -> None:
+    sql = ("BEGIN;\nCREATE TABLE t (a int);\nCREATE INDEX t_a ON t (a);\nCOMMIT;\n"
+           "DROP INDEX IF EXISTS t_a;\n")
+    assert codes(sql) == ["require-concurrent-index-deletion"]
+
+
+def test_a_table_created_by_an_earlier_file_is_not_new() -> None:
+    files = [("001_t.sql", "CREATE TABLE IF NOT EXISTS t (id int PRIMARY KEY, a int);\n"),
+             ("002_t.sql", SAFE_PREAMBLE + "CREATE INDEX IF NOT EXISTS t_a ON t (a);\n"
+                                           "ALTER TABLE t ALTER COLUMN a TYPE bigint;\n")]
+    found = lint_texts(files, LintOptions(pg_major=14))
+    assert [(f.path, f.code, f.line) for f in found] == [
+        ("002_t.sql", "require-concurrent-index-creation", 2), ("002_t.sql", "column-type-rewrite", 3)]
+    assert found == lint_texts(files[1:], LintOptions(pg_major=14))

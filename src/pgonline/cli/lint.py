@@ -44,7 +44,7 @@ def lint_command(paths: tuple[str, ...], fmt: str, dsn: str | None,
         tables, functions = referenced(parsed)
         catalog = run_async(functools.partial(take_snapshot, resolve_dsn(dsn), tables, functions))
     major = pg_version or (catalog.server_version_num // 10000 if catalog else DEFAULT_PG_MAJOR)
-    findings = lint_parsed(parsed, [f.down for f in files], LintOptions(pg_major=major, catalog=catalog))
+    findings = lint_parsed(parsed, LintOptions(pg_major=major, catalog=catalog))
     order = {f.display: i for i, f in enumerate(files)}
     findings.sort(key=lambda f: (order.get(f.path, 0), f.line, f.column, -f.severity.rank, f.code))
     return render(fmt, findings, {f.display: f.text for f in files}, len(files)), findings

@@ -194,7 +194,8 @@ def create_cmd(directory: Path, name: str, description: str | None, author: str 
 @click.argument("count", type=click.IntRange(1), required=False)
 @click.option("--online", is_flag=True,
               help="Rewrite risky statements (ADD COLUMN, CREATE INDEX ...) into staged online "
-              "changes; such files no longer run as one transaction.")
+              "changes; such files no longer run as one transaction. Without it each such "
+              "statement runs as written, after a warning with its lock and the table's rows.")
 @click.option("--batch-size", type=click.IntRange(1), default=1000, show_default=True,
               help="--online backfills: rows in the first batch.")
 @click.option("--sleep-ms", type=click.IntRange(0), default=10, show_default=True,

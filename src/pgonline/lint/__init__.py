@@ -1,8 +1,8 @@
 """``online lint``: static checks of SQL migration files for locking and rewrite hazards.
 
 Rules work on pglast ASTs of each statement (never on regexes of the SQL), know
-which tables the same migration created (new tables are exempt from locking
-rules), and use catalog facts (row counts, sizes, column types, function
+which tables the same file and transaction created (new tables are exempt from
+locking rules; each file is judged alone), and use catalog facts (row counts, sizes, column types, function
 volatility) when a DSN is given.
 """
 

@@ -47,10 +47,14 @@ class CatalogSnapshot:
     relations: Mapping[TableRef, RelationFacts] = field(default_factory=dict)
     # proname -> the most volatile provolatile among its overloads ('i' < 's' < 'v').
     function_volatility: Mapping[str, str] = field(default_factory=dict)
+    # References the database resolved to no table.  They stay unknown: matching
+    # them to another spelling (``events`` to ``app.events``) would make a
+    # file's findings depend on which other files were linted with it.
+    missing: frozenset[TableRef] = frozenset()
 
     def relation(self, ref: TableRef) -> RelationFacts | None:
         found = self.relations.get(ref)
-        if found is not None:
+        if found is not None or ref in self.missing:
             return found
         return next((facts for key, facts in self.relations.items() if key.matches(ref)), None)
 
@@ -109,10 +113,13 @@ async def take_snapshot(dsn: str, tables: Iterable[TableRef], functions: Iterabl
         await conn.execute("SET default_transaction_read_only = on")
         await conn.execute("SET statement_timeout = '30s'")
         relations: dict[TableRef, RelationFacts] = {}
+        missing: set[TableRef] = set()
         for ref in set(tables):
             facts = await _relation(conn, ref)
             if facts is not None:
                 relations[ref] = facts
+            else:
+                missing.add(ref)
         volatility: dict[str, str] = {}
         names = sorted(set(functions))
         if names:
@@ -122,7 +129,7 @@ async def take_snapshot(dsn: str, tables: Iterable[TableRef], functions: Iterabl
                 [names],
             )
             volatility = {str(name): str(vol) for name, vol in await cur.fetchall()}
-        return CatalogSnapshot(conn.info.server_version, relations, volatility)
+        return CatalogSnapshot(conn.info.server_version, relations, volatility, frozenset(missing))
     finally:
         await conn.close()
 

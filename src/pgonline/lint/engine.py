@@ -1,12 +1,13 @@
 """Lint a set of migration files: discover, parse, run the rules, collect findings.
 
-Files are linted in migration order (natural sort of their names).  Tables
-created by an earlier *up* file count as new for later files, as the brief of
-``online lint`` says: the set being linted is the set about to be applied.
-With a catalog snapshot, a table that already exists in the database is never
-new, whatever the files say; down files (``*_down.sql``, ``*.down.sql``)
-neither inherit nor pass on new tables, since they run against the database
-the up migration produced.
+Files are linted in migration order (natural sort of their names), and each
+file is judged as it will run: on its own.  A directory usually holds the
+whole history of a schema, most of it applied long ago, so a table created by
+an earlier file is an existing, live table for every later file, exactly as
+when the later file is linted alone.  A table counts as new only inside the
+file, and the transaction, that created it (see :func:`state.apply`).
+Nothing a file's statements teach the linter is carried to the next file;
+with ``--dsn`` every file sees the same catalog snapshot.
 """
 
 from __future__ import annotations
@@ -46,16 +47,10 @@ INVALID_IGNORE = declare(
 class SqlFile:
     display: str
     text: str
-    down: bool
 
 
 def _natural_key(path: Path) -> list[Any]:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
-
-
-def is_down(path: Path) -> bool:
-    stem = path.name.removesuffix(".sql").lower()
-    return stem.endswith(("_down", ".down", "-down"))
 
 
 def _read(path: Path) -> SqlFile:
@@ -65,7 +60,7 @@ def _read(path: Path) -> SqlFile:
         raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    return SqlFile(str(path), text, is_down(path))
+    return SqlFile(str(path), text)
 
 
 def discover(paths: Sequence[str]) -> list[SqlFile]:
@@ -133,35 +128,36 @@ def _check_ignores(pf: ParsedFile, known: dict[str, Rule]) -> Iterator[Finding]:
                            "pgonline:ignore is not followed by a statement")
 
 
-def lint_parsed(parsed: Sequence[ParsedFile], downs: Sequence[bool], options: LintOptions) -> list[Finding]:
+def _lint_file(pf: ParsedFile, by_node: dict[type, list[Rule]], options: LintOptions) -> Iterator[Finding]:
+    """One file's findings: a fresh FileState, so nothing from other files counts."""
+    state = FileState()
+    for index, item in enumerate(pf.items):
+        if isinstance(item, BrokenStatement):
+            yield _finding(pf, item.error_offset, SYNTAX_ERROR, item.message, item.help)
+            if item.created_table is not None:
+                state.new_tables.add(item.created_table)
+            continue
+        ctx = LintContext(options, state, item)
+        for entry in by_node.get(type(item.node), ()):
+            assert entry.check is not None
+            for hit in entry.check(item.node, ctx):
+                if pf.suppressed(index, entry.code):
+                    continue
+                offset = item.offset_of(hit.node) if hit.node is not None else item.start
+                yield _finding(pf, offset, entry, hit.message, hit.help, hit.severity)
+        apply(state, item, options.catalog)
+
+
+def lint_parsed(parsed: Sequence[ParsedFile], options: LintOptions) -> list[Finding]:
     rules = all_rules()
     by_node: dict[type, list[Rule]] = {}
     for entry in rules.values():
         for kind in entry.nodes:
             by_node.setdefault(kind, []).append(entry)
-    catalog = options.catalog
-    carried: set[TableRef] = set()
     findings: list[Finding] = []
-    for pf, down in zip(parsed, downs, strict=True):
-        state = FileState(new_tables=set() if down else set(carried))
-        for index, item in enumerate(pf.items):
-            if isinstance(item, BrokenStatement):
-                findings.append(_finding(pf, item.error_offset, SYNTAX_ERROR, item.message, item.help))
-                if item.created_table is not None:
-                    state.new_tables.add(item.created_table)
-                continue
-            ctx = LintContext(options, state, item)
-            for entry in by_node.get(type(item.node), ()):
-                assert entry.check is not None
-                for hit in entry.check(item.node, ctx):
-                    if pf.suppressed(index, entry.code):
-                        continue
-                    offset = item.offset_of(hit.node) if hit.node is not None else item.start
-                    findings.append(_finding(pf, offset, entry, hit.message, hit.help, hit.severity))
-            apply(state, item, catalog)
+    for pf in parsed:
+        findings.extend(_lint_file(pf, by_node, options))
         findings.extend(_check_ignores(pf, rules))
-        if not down:
-            carried |= {t for t in state.new_tables if catalog is None or catalog.relation(t) is None}
     return findings
 
 
@@ -171,8 +167,7 @@ def parse_all(files: Sequence[SqlFile]) -> list[ParsedFile]:
 
 def lint_texts(texts: Sequence[tuple[str, str]], options: LintOptions) -> list[Finding]:
     """Lint in-memory (name, sql) pairs: the pure entry point (tests, editors)."""
-    files = [SqlFile(name, text, is_down(Path(name))) for name, text in texts]
-    return lint_parsed(parse_all(files), [f.down for f in files], options)
+    return lint_parsed(parse_all([SqlFile(name, text) for name, text in texts]), options)
 
 
 def rule_catalog() -> dict[str, Rule]:

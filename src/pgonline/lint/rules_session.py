@@ -30,9 +30,12 @@ def missing_lock_timeout(node: Any, ctx: LintContext) -> Iterator[Hit]:
         return
     # Reported once per file, at the first statement that needs it.
     ctx.state.reported.add("missing-lock-timeout")
-    table, lock = locks[0]
-    # A lock "on the table of index" names the index; every other lock names its table.
-    target = f"{lock} {table}" if lock.endswith(" of index") else f"{lock} on {table}"
-    subject = "its table" if lock.endswith(" of index") else str(table)
+    lock = locks[0]
+    # DROP INDEX names the index, not the table it locks.
+    target = f"{lock} on the table of index {lock.ref}" if lock.of_index else f"{lock} on {lock.ref}"
+    subject = "its table" if lock.of_index else str(lock.ref)
+    # Queries wait behind a queued lock request only if they conflict with it:
+    # plain SELECTs pass anything weaker than ACCESS EXCLUSIVE.
+    blocked = "reads and writes" if lock.blocks_reads else "writes"
     yield Hit(f"no lock_timeout is set before this statement takes {target}; while it waits "
-              f"behind a long query, all reads and writes of {subject} queue behind it")
+              f"behind a long query, all {blocked} of {subject} queue behind it")

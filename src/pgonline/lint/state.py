@@ -29,6 +29,9 @@ class CheckInfo:
 
 @dataclass
 class FileState:
+    """What the statements of one file established so far (a new one per file)."""
+
+    # Tables created by this file since its last COMMIT/ROLLBACK (or its start).
     new_tables: set[TableRef] = field(default_factory=set)
     # Indexes built on new tables: dropping them again locks nothing live.
     new_indexes: set[TableRef] = field(default_factory=set)
@@ -63,7 +66,11 @@ class LintContext:
         return self.options.pg_major
 
     def is_new(self, ref: TableRef) -> bool:
-        """Created earlier in this migration (so empty and invisible to the application)."""
+        """Created earlier in this file and transaction (so empty and unused by the application).
+
+        Never true for a table an earlier file created: each file is linted as
+        it runs, usually long after the files before it.
+        """
         return contains_ref(self.state.new_tables, ref) or contains_ref(self.state.new_indexes, ref)
 
     def relation(self, ref: TableRef) -> RelationFacts | None:
@@ -179,6 +186,20 @@ def _apply_alter(state: FileState, node: ast.AlterTableStmt) -> None:
                     checks[cmd.name].validated = True
 
 
+def _end_newness(state: FileState) -> None:
+    """A transaction ended: what it created is committed (or rolled back), no longer new.
+
+    After COMMIT every session sees the tables and the application may use
+    them, so a later transaction of the file meets them as existing tables,
+    as a later file does.  What is known about their columns and constraints
+    stays true and is kept.  (``online migrate up`` removes a file's own
+    BEGIN/COMMIT and runs it as one transaction; psql, golang-migrate and most
+    runners commit where the file says, which is what is linted.)
+    """
+    state.new_tables.clear()
+    state.new_indexes.clear()
+
+
 def apply(state: FileState, stmt: Statement, catalog: CatalogSnapshot | None) -> None:
     """Advance the state past ``stmt`` (after the rules have looked at it)."""
     node = stmt.node
@@ -215,6 +236,7 @@ def apply(state: FileState, stmt: Statement, catalog: CatalogSnapshot | None) ->
                            TransactionStmtKind.TRANS_STMT_PREPARE):
             state.in_transaction = False
             state.lock_timeout_local = False
+            _end_newness(state)
     elif isinstance(node, ast.VariableSetStmt) and node.name == "lock_timeout":
         if node.kind == VariableSetKind.VAR_SET_VALUE:
             _set_lock_timeout(state, bool(node.is_local), not _int_setting_is_zero(node.args))

@@ -15,6 +15,10 @@ How one file runs (decided from pglast's parse, never from regular expressions):
   the error and a hint; every runner then refuses to continue until
   ``online migrate force`` records what a human verified.
 
+Without ``--online`` every statement ``--online`` would have rewritten is
+still run as written, after a warning that names the lock it takes and the
+table's estimated rows (``pg_class.reltuples``: no scan, no lock).
+
 Only one runner works on a tracking table at a time (session advisory lock,
 see :func:`pgonline.migrations.tracking.acquire_lock`).
 """
@@ -40,9 +44,10 @@ from pgonline.errors import (
     PreflightError,
     StatementError,
 )
+from pgonline.lint.locks import TableLock, target_lock
 from pgonline.migrations import adoption, discovery, rewrite
 from pgonline.migrations.discovery import Migration
-from pgonline.migrations.splitting import ParsedFile, Statement, parse_text
+from pgonline.migrations.splitting import ParsedFile, Statement, line_column, parse_text
 from pgonline.migrations.tracking import Applied, Tracker, acquire_lock, release_lock
 from pgonline.sql.identifiers import QualifiedName
 
@@ -258,13 +263,80 @@ class Runner:
         finally:
             await self._end_writing()
 
-    def _rewrites(self, pf: ParsedFile) -> list[rewrite.Rewrite | None]:
-        if not self.opts.online:
-            return [None] * len(pf.statements)
-        return self.rewrite_scope.rewrites(pf.statements)
+    async def _rewrites(self, pf: ParsedFile) -> list[rewrite.Rewrite | None]:
+        """What runs instead of each statement (None: the statement as written).
+
+        The scope follows every file, with or without ``--online``, so the
+        warnings skip tables created earlier in the run exactly as ``--online``
+        skips rewriting them.
+        """
+        if self.opts.online:
+            return self.rewrite_scope.rewrites(pf.statements)
+        await self._warn_rewritable(pf, [self._would_rewrite(s) for s in pf.statements])
+        return [None] * len(pf.statements)
+
+    def _would_rewrite(self, s: Statement) -> rewrite.Rewrite | None:
+        try:
+            [found] = self.rewrite_scope.rewrites([s])
+        except PgOnlineError:
+            # A recogniser refused the statement's input, so --online would
+            # stop there; run as written it is the user's SQL, and a warning
+            # must never be what makes it fail.
+            return None
+        return found
+
+    async def _warn_rewritable(self, pf: ParsedFile, would: Sequence[rewrite.Rewrite | None]) -> None:
+        """One warning per statement ``--online`` would have rewritten; what runs is unchanged."""
+        for number, (s, rw) in enumerate(zip(pf.statements, would, strict=True), 1):
+            if rw is None:
+                continue
+            lock = target_lock(s.node)
+            if lock is None:  # unreachable: every recognised statement changes one table
+                continue
+            table, rows = await self._table_and_rows(lock)
+            line = line_column(pf.source, s.offset)[0]
+            log.warning(f"statement {number} of {pf.path.name} (line {line}) takes {lock.mode} on "
+                        f"{_where(lock, table, rows)}; `migrate up --online` runs it as "
+                        f"`{rw.summary}`",
+                        file=pf.path.name, line=line, statement=number, lock=lock.mode,
+                        table=table or str(lock.ref), rows=rows, online=rw.command)
+
+    async def _table_and_rows(self, lock: TableLock) -> tuple[str | None, int | None]:
+        """The locked table as the server names it, and its ``reltuples`` (None: never analyzed).
+
+        Catalog rows only: ``to_regclass`` takes no lock on the table and
+        ``reltuples`` needs no scan, so a warning never waits behind the
+        application or another migration.  For DROP INDEX the locked table is
+        the index's (``pg_index.indrelid``).
+        """
+        try:
+            return await self._locked_table(lock)
+        except psycopg.Error:
+            # A warning is advice: whatever goes wrong looking the table up
+            # leaves it without the numbers (a lost connection is reported by
+            # the statement that runs next).
+            return None, None
+
+    async def _locked_table(self, lock: TableLock) -> tuple[str | None, int | None]:
+        cur = await self.c.execute(
+            """
+            SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.reltuples::bigint
+              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.oid = CASE WHEN %(of_index)s
+                                THEN (SELECT x.indrelid FROM pg_index x
+                                       WHERE x.indexrelid = to_regclass(%(name)s))
+                                ELSE to_regclass(%(name)s) END
+            """,
+            {"name": lock.ref.regclass_text(), "of_index": lock.of_index},
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None, None
+        reltuples = int(row[1])
+        return str(row[0]), reltuples if reltuples >= 0 else None
 
     async def _apply(self, m: Migration, pf: ParsedFile) -> None:
-        rewrites = self._rewrites(pf)
+        rewrites = await self._rewrites(pf)
         checksum = m.checksum()
         if pf.transactional and not any(rewrites):
             if self.opts.dry_run:
@@ -562,6 +634,14 @@ def _located(pf: ParsedFile, s: Statement, message: str) -> str:
 
 async def _noop() -> None:
     return None
+
+
+def _where(lock: TableLock, table: str | None, rows: int | None) -> str:
+    """``public.users (~1,000,000 rows)`` for a warning."""
+    if table is None:
+        # Created by an earlier statement of this file (IF NOT EXISTS), or misspelt.
+        return f"{lock.ref} (not in the database yet)"
+    return f"{table} ({'rows unknown: never analyzed' if rows is None else f'~{rows:,} rows'})"
 
 
 def _first_line(text: str) -> str:
