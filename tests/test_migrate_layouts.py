@@ -215,3 +215,22 @@ def test_goto_and_force_take_a_flyway_version(tmp_path, online, db):
     assert [v for v, _ in tracking_rows(db)] == ["V1.1__more", "V1__init"]
     r = online("migrate", "goto", str(d), "1.5")
     assert r.code == 8 and "no migration numbered 1.5" in r.err
+
+
+def test_create_writes_dbmate_and_flyway_files_that_validate(tmp_path, online):
+    dbmate, flyway = tmp_path / "dbmate", tmp_path / "flyway"
+    dbmate.mkdir()
+    flyway.mkdir()
+    for name in ("first", "second"):
+        r = online("migrate", "create", str(dbmate), name, "--layout", "dbmate", with_dsn=False)
+        assert r.code == 0, r.err
+        r = online("migrate", "create", str(flyway), name, "--layout", "flyway", with_dsn=False)
+        assert r.code == 0, r.err
+    files = sorted(p.name for p in dbmate.iterdir())
+    assert len(files) == 2 and all(f.endswith(("_first.sql", "_second.sql")) for f in files)
+    assert "-- migrate:down" in (dbmate / files[0]).read_text()
+    assert sorted(p.name for p in flyway.iterdir()) == [
+        "U1__first.sql", "U2__second.sql", "V1__first.sql", "V2__second.sql"]
+    for d in (dbmate, flyway):
+        r = online("migrate", "validate", str(d), with_dsn=False)
+        assert r.code == 0 and "no down migration" not in r.out, (d, r.out, r.err)

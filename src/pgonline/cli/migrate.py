@@ -157,10 +157,11 @@ def validate_cmd(directory: Path, layout: str | None) -> None:
 @click.argument("name")
 @click.option("--description", default=None, help="The header's Description line.")
 @click.option("--author", default=None, help="The header's Author line (default: $GIT_AUTHOR_NAME or $USER).")
-@click.option("--layout", "style", type=click.Choice(["seed", "golang-migrate", "plain", "golang"]),
-              default=None, help="File naming for an empty directory: the seed's NNN_name.sql + "
-              "NNN_name_down.sql, or golang-migrate's .up.sql/.down.sql (default: the "
-              "directory's, else seed).")
+@click.option("--layout", "style", default=None,
+              type=click.Choice(["seed", "golang-migrate", "dbmate", "flyway", "plain", "golang"]),
+              help="File naming for an empty directory: the seed's NNN_name.sql + "
+              "NNN_name_down.sql, golang-migrate's .up.sql/.down.sql, dbmate's one file with "
+              "sections, Flyway's V/U files (default: the directory's, else seed).")
 @click.option("--style", "style_alias", hidden=True,  # the option's name before --layout
               type=click.Choice(["seed", "golang-migrate", "plain", "golang"]))
 @click.option("--seq/--timestamp", "seq", default=None,
@@ -172,21 +173,20 @@ def create_cmd(directory: Path, name: str, description: str | None, author: str 
                dry_run: bool) -> None:
     """Create the next up + down migration pair in DIR."""
     style = style or style_alias
-    from pgonline.migrations.discovery import Style
+    from pgonline.migrations.discovery import LAYOUTS
     from pgonline.migrations.template import plan_new, write_new
 
-    layouts = {"seed": Style.PLAIN, "plain": Style.PLAIN, "golang-migrate": Style.GOLANG,
-               "golang": Style.GOLANG}
     new = plan_new(directory, name, description=description, author=author,
-                   style=layouts[style] if style else None,
+                   style=LAYOUTS[style] if style else None,
                    timestamp=None if seq is None else not seq)
+    files = [(new.up, new.up_text)] + ([(new.down, new.down_text)] if new.down else [])
     if dry_run:
-        for path, text in ((new.up, new.up_text), (new.down, new.down_text)):
+        for path, text in files:
             click.echo(f"--- would create {path}\n{text}")
         return
     write_new(new)
-    click.echo(f"created {new.up}")
-    click.echo(f"created {new.down}")
+    for path, _ in files:
+        click.echo(f"created {path}")
 
 
 @migrate.command("up")

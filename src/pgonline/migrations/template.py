@@ -20,7 +20,7 @@ _SNAKE = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 @dataclass(frozen=True)
 class NewMigration:
     up: Path
-    down: Path
+    down: Path | None  # dbmate: None, both sections are in the up file
     up_text: str
     down_text: str
 
@@ -55,9 +55,11 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
     existing = discovery.load(directory)
     stem_name = snake_name(name)
     now = today or datetime.now(UTC)
-    stamps = bool(existing) and len(str(existing[-1].number)) >= discovery.TIMESTAMP_DIGITS
+    stamps = (bool(existing) and existing[-1].style is not Style.FLYWAY
+              and len(str(existing[-1].number)) >= discovery.TIMESTAMP_DIGITS)
     if timestamp is None:
-        timestamp = stamps
+        # dbmate names its files by timestamp; an empty dbmate directory starts so.
+        timestamp = stamps or (not existing and style is Style.DBMATE)
     elif existing and timestamp != stamps:
         raise UsageError(f"{directory} versions its migrations "
                          f"{'by timestamp' if stamps else 'in sequence'}; "
@@ -69,6 +71,11 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
                              "layouts")
         style = last.style
     style = style or Style.PLAIN
+    if style is Style.FLYWAY:
+        if timestamp:
+            raise UsageError("Flyway versions are numbers (V1, V1.1, V2); --timestamp does not "
+                             "apply")
+        return _flyway_files(directory, existing, stem_name, now, author, description)
     if timestamp:
         number = int(now.strftime("%Y%m%d%H%M%S"))
         width = 14
@@ -82,6 +89,25 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
         number, width = 1, 6 if style is Style.GOLANG else DEFAULT_WIDTH
     stem = f"{number:0{width}d}_{stem_name}"
     up_name, down_name = style.file_names(stem)
+    up_text, down_text = _texts(stem, stem_name, now, author, description)
+    if style is Style.DBMATE:
+        return NewMigration(directory / up_name, None,
+                            f"-- migrate:up\n{up_text}\n-- migrate:down\n{down_text}", "")
+    return NewMigration(directory / up_name, directory / down_name, up_text, down_text)
+
+
+def _flyway_files(directory: Path, existing: list[discovery.Migration], stem_name: str,
+                  now: datetime, author: str | None, description: str | None) -> NewMigration:
+    """``V{n}__{name}.sql`` + ``U{n}__{name}.sql``, n one more than the newest major version."""
+    major = max((int((m.label or "0").split(".")[0]) for m in existing), default=0) + 1
+    stem = f"V{major}__{stem_name}"
+    up_name, down_name = Style.FLYWAY.file_names(stem)
+    up_text, down_text = _texts(stem, stem_name, now, author, description)
+    return NewMigration(directory / up_name, directory / down_name, up_text, down_text)
+
+
+def _texts(stem: str, stem_name: str, now: datetime, author: str | None,
+           description: str | None) -> tuple[str, str]:
     date = now.strftime("%Y-%m-%d")
     who = author or default_author()
     desc = description or stem_name.replace("_", " ")
@@ -105,11 +131,12 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
         "-- Must remove everything the up file creates: `online migrate test` checks it.\n"
         "\n"
     )
-    return NewMigration(directory / up_name, directory / down_name, up_text, down_text)
+    return up_text, down_text
 
 
 def write_new(new: NewMigration) -> None:
-    for path, text in ((new.up, new.up_text), (new.down, new.down_text)):
+    files = [(new.up, new.up_text)] + ([(new.down, new.down_text)] if new.down else [])
+    for path, text in files:
         try:
             # "x": never overwrite a file that appeared meanwhile.
             with path.open("x", encoding="utf-8") as fh:
