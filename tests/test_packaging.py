@@ -33,3 +33,25 @@ def test_every_strategy_module_registers_itself():
     from pgonline.registry import known_strategies
 
     assert "add-column" in known_strategies()
+
+
+def test_the_version_online_prints_is_the_installed_package_version(online):
+    from importlib.metadata import version
+
+    r = online("--version", with_dsn=False)
+    assert r.code == 0 and r.out.strip() == f"online, version {version('pgonline')}"
+
+
+def test_version_and_lint_help_import_neither_the_driver_nor_the_parser():
+    # Start-up time (issue #11, item 7): these commands must not pay for psycopg,
+    # pglast, structlog or the strategies (benchmarks/startup.py measures it).
+    import subprocess
+    import sys
+
+    for args in (["--version"], ["lint", "--help"]):
+        code = ("import sys; from pgonline.cli.main import run; run(%r); "
+                "print(sorted(m for m in ('psycopg', 'pglast', 'structlog', 'rich', "
+                "'pgonline.strategies', 'anyio') if m in sys.modules))" % (args,))
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True).stdout
+        assert out.strip().splitlines()[-1] == "[]", (args, out)

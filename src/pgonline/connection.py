@@ -9,7 +9,6 @@ queues application traffic behind it for longer than that.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgonline.errors import ConnectError, UsageError
+from pgonline.redaction import redact
 
 # The one alias for an async connection whatever its row factory; every layer uses it.
 Conn = psycopg.AsyncConnection[Any]
@@ -69,16 +69,6 @@ def resolve_dsn(dsn: str | None) -> str:
     except psycopg.ProgrammingError as exc:
         raise UsageError(f"invalid DSN: {redact(str(exc))}") from None
     return value
-
-
-_URI_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*:)([^@\s]*)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """Remove passwords from a DSN (URI or key=value form) or a message quoting one."""
-    text = _URI_PASSWORD.sub(r"\1***\3", text)
-    return _KV_PASSWORD.sub(r"\1***", text)
 
 
 def with_database(dsn: str, dbname: str) -> str:

@@ -7,18 +7,8 @@ import functools
 import click
 
 from pgonline.cli.main import run_async
-from pgonline.connection import resolve_dsn
 from pgonline.errors import LintFailed, UsageError
-from pgonline.lint import (
-    Finding,
-    LintOptions,
-    Severity,
-    discover,
-    lint_parsed,
-    parse_all,
-    referenced,
-    rule_catalog,
-)
+from pgonline.lint.findings import Finding, Severity
 from pgonline.lint.output import FORMATS, render
 
 # Behaviour assumed without --pg-version or --dsn: the oldest PostgreSQL major
@@ -27,6 +17,8 @@ DEFAULT_PG_MAJOR = 14
 
 
 def _list_rules() -> str:
+    from pgonline.lint.engine import rule_catalog
+
     rows = rule_catalog().values()
     width = max(len(r.code) for r in rows)
     return "\n".join(f"{r.code:<{width}}  {r.severity.value:<7}  {r.summary}" for r in rows)
@@ -35,10 +27,15 @@ def _list_rules() -> str:
 def lint_command(paths: tuple[str, ...], fmt: str, dsn: str | None,
                  pg_version: int | None) -> tuple[str, list[Finding]]:
     """Lint PATHS; return the rendered report and the findings."""
+    # The parser and the rules load here, not when the CLI starts (`online lint --help`).
+    from pgonline.lint.engine import discover, lint_parsed, parse_all, referenced
+    from pgonline.lint.state import LintOptions
+
     files = discover(paths)
     parsed = parse_all(files)
     catalog = None
     if dsn is not None:
+        from pgonline.connection import resolve_dsn
         from pgonline.lint.catalog_snapshot import take_snapshot
 
         tables, functions = referenced(parsed)

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 import anyio
 import psycopg
 
-from pgonline.connection import SessionSettings, connection, redact, with_database
+from pgonline.connection import SessionSettings, connection, with_database
 from pgonline.devtools.workload import Workload, WorkloadStats
 from pgonline.engine.change import RunContext, run_command
 from pgonline.engine.executor import ExecOptions
 from pgonline.engine.progress import Progress
 from pgonline.output import table
+from pgonline.redaction import redact
 from pgonline.registry import kind_of
 from pgonline.strategies.add_column import plan_add_column
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import structlog
 
-from pgonline.connection import redact
+from pgonline.redaction import redact
 
 LogFormat = Literal["human", "json"]
 

@@ -30,8 +30,9 @@ import psycopg
 import structlog
 from psycopg.conninfo import conninfo_to_dict
 
-from pgonline.connection import Conn, connect, redact
+from pgonline.connection import Conn, connect
 from pgonline.errors import PgOnlineError, PreflightError, UsageError
+from pgonline.redaction import redact
 
 log = structlog.get_logger("pgonline.safety.lag")
 
