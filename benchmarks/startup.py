@@ -134,11 +134,11 @@ def _markdown(r: dict[str, Any]) -> str:
     lint = r["lint"]
     if lint.get("squawk_s") is not None:
         lines.append(f"| {lint['measure']}: online {lint['online_s']:.2f} s, {lint['squawk']} "
-                     f"{lint['squawk_s']:.2f} s | {lint['ratio']:.2f}× squawk | "
-                     f"≤ {lint['target_ratio']:.0f}× | {'yes' if lint['met'] else 'no'} |")
+                     f"{lint['squawk_s']:.2f} s | {lint['ratio']:.2f}x squawk | "
+                     f"≤ {lint['target_ratio']:.0f}x | {'yes' if lint['met'] else 'no'} |")
     else:
         lines.append(f"| {lint['measure']}: online {lint['online_s']:.2f} s | "
-                     f"{lint.get('note')} | ≤ 2× squawk | not measured |")
+                     f"{lint.get('note')} | ≤ 2x squawk | not measured |")
     return "\n".join(lines) + "\n"
 
 

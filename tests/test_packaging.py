@@ -49,9 +49,9 @@ def test_version_and_lint_help_import_neither_the_driver_nor_the_parser():
     import sys
 
     for args in (["--version"], ["lint", "--help"]):
-        code = ("import sys; from pgonline.cli.main import run; run(%r); "
+        code = (f"import sys; from pgonline.cli.main import run; run({args!r}); "
                 "print(sorted(m for m in ('psycopg', 'pglast', 'structlog', 'rich', "
-                "'pgonline.strategies', 'anyio') if m in sys.modules))" % (args,))
+                "'pgonline.strategies', 'anyio') if m in sys.modules))")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              check=True).stdout
         assert out.strip().splitlines()[-1] == "[]", (args, out)
