@@ -180,6 +180,7 @@ def run(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (``main`` without ``sys.exit``)."""
     args = sys.argv[1:] if argv is None else argv
     _asks_for_help[:] = [any(a in ("-h", "--help") for a in args)]
+    _log_settings[:] = ["human", False]  # until the group's options say otherwise
     _signals.clear()
     try:
         cli.main(args=argv, prog_name="online", standalone_mode=False)
