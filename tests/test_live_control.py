@@ -244,3 +244,14 @@ def test_the_docs_state_the_lock_timeout_default_that_help_shows(online):
     for command in (["migrate", "up"], ["add-column"], ["resume"]):
         help_text = " ".join(online(*command, "--help", with_dsn=False).out.split())
         assert f"[default: {default}" in help_text.split("--lock-timeout", 1)[1][:300], command
+
+
+def test_jobs_lists_a_failed_job_with_the_way_to_resume_or_undo_it(db, online):
+    create_users(db, 100)
+    assert online("backfill", "users", "--set", "hits = 1 / (id - id)").code == 10
+    listing = online("jobs").out
+    assert "failed" in listing
+    assert "job 1 failed (" in listing and "online resume 1" in listing, listing
+    st = _status(online)
+    assert st["state"] == "failed" and "division by zero" in st["last_error"]
+    assert st["next_command"].startswith("online resume 1")

@@ -38,6 +38,8 @@ def jobs_table(rows: Sequence[Any], *, detail: bool = False) -> str:
         if r.status == "cancelled" and r.next_command:
             text += (f"\njob {r.id} was cancelled with completed steps left in place: "
                      f"`{r.next_command}` undoes them")
+        elif r.status == "failed" and r.next_command:
+            text += f"\njob {r.id} failed ({r.error or 'see online status'}): {r.next_command}"
     return text
 
 
