@@ -148,14 +148,20 @@ def test_throttle_query_runs_read_only_even_if_it_calls_a_writing_function(db, o
     assert db.execute("SELECT count(*) FROM side").fetchone() == (0,)
 
 
-def test_throttle_options_are_added_to_every_change_command(online):
-    from pgonline.cli.main import cli
+def test_watcher_options_go_to_every_command_that_can_backfill_and_cutover_ones_to_all(online):
+    from pgonline.cli.main import _load_plugins, cli
+    from pgonline.registry import known_commands
 
+    _load_plugins()
     with_dry_run = [c for c in cli.commands.values() if any(p.name == "dry_run" for p in c.params)]
     assert {"add-column", "resume", "rollback"} <= {c.name for c in with_dry_run}
+    backfills = {k for k, d in known_commands().items() if d.backfills} | {"resume"}
+    assert {"add-column", "set-not-null", "change-type", "rename-column", "backfill"} <= backfills
     for c in with_dry_run:
         names = {p.name for p in c.params}
-        assert {"max_lag", "max_xact_age", "throttle_query", "cancel_blockers_after"} <= names, c.name
+        assert "cancel_blockers_after" in names, c.name
+        watchers = {"max_lag", "max_xact_age", "throttle_query"}
+        assert (watchers <= names) == (c.name in backfills), c.name
 
 
 def test_lag_limits_parse_times_and_wal_sizes():
