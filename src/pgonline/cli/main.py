@@ -137,13 +137,13 @@ _NOT_COMMANDS = ("main", "options")
 def cli(log_format: str, verbose: bool) -> None:
     """Zero-downtime online schema changes for PostgreSQL."""
     _log_settings[:] = ["json" if log_format == "json" else "human", verbose]
-    if not _asks_for_help:
+    if not _asks_for_help[0]:
         # Help output needs no logging (and not its import time).
         _configure_logs()
 
 
 _log_settings: list[Any] = ["human", False]
-_asks_for_help: list[bool] = []
+_asks_for_help: list[bool] = [False]
 
 
 def _configure_logs() -> None:
