@@ -106,7 +106,9 @@ def test_set_changes_the_batch_size_of_a_running_300k_row_backfill_and_status_sh
     # Everything ran but the fill trigger's drop, which waits for code that writes the
     # column (the plan's gate): a run of all phases stops there.
     assert final["state"] == "paused" and final["step"] == "drop-fill-trigger", final
-    assert {s["id"]: s["status"] for s in final["steps"]}["validate-not-null"] == "done"
+    # Every step before it is done (their ids differ between PostgreSQL 15 and 18).
+    statuses = [s["status"] for s in final["steps"]]
+    assert statuses == ["done"] * (len(statuses) - 1) + ["pending"], final["steps"]
     assert final["rows_per_s"] is None and final["eta_s"] is None
     assert db.execute("SELECT count(*) FROM users WHERE token = md5(email)").fetchone() == (BIG,)
 
