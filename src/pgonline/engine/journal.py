@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import psycopg
 import structlog
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -688,11 +689,27 @@ async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint |
                       row.get("rows_per_s"), row["updated_at"])
 
 
-# The control row (see Control); save_checkpoint reads the same columns.
-_CONTROL = """SELECT request, settings, settings_rev,
-                     CASE WHEN throttled AND throttle_until > now() THEN throttle_until END,
-                     throttled AND throttle_until IS NULL
-                FROM pgonline.jobs WHERE id = %s"""
+# The columns of the control row (see Control): read alone, or with every checkpoint.
+_CONTROL_COLUMNS = sql.SQL("""request, settings, settings_rev,
+       CASE WHEN throttled AND throttle_until > now() THEN throttle_until END,
+       throttled AND throttle_until IS NULL""")
+_CONTROL = sql.SQL("SELECT {} FROM pgonline.jobs WHERE id = %s").format(_CONTROL_COLUMNS)
+_SAVE_CHECKPOINT = sql.SQL("""
+    WITH saved AS (
+        INSERT INTO pgonline.checkpoints AS c
+               (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
+                batch_size, finished, rows_per_s, updated_at)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+        ON CONFLICT (job_id, step_id) DO UPDATE
+           SET last_key = excluded.last_key, max_key = excluded.max_key,
+               rows_done = excluded.rows_done, rows_total = excluded.rows_total,
+               batches = excluded.batches, batch_size = excluded.batch_size,
+               finished = excluded.finished, rows_per_s = excluded.rows_per_s,
+               updated_at = now()
+        RETURNING 1
+    )
+    SELECT {} FROM pgonline.jobs, saved WHERE id = %s
+""").format(_CONTROL_COLUMNS)
 
 
 def _control(row: Any, job_id: int) -> Control:
@@ -710,25 +727,7 @@ async def save_checkpoint(conn: Conn, job_id: int, step_id: str, cp: Checkpoint)
     them without a query of its own.
     """
     cur = await conn.execute(
-        """
-        WITH saved AS (
-            INSERT INTO pgonline.checkpoints AS c
-                   (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
-                    batch_size, finished, rows_per_s, updated_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-            ON CONFLICT (job_id, step_id) DO UPDATE
-               SET last_key = excluded.last_key, max_key = excluded.max_key,
-                   rows_done = excluded.rows_done, rows_total = excluded.rows_total,
-                   batches = excluded.batches, batch_size = excluded.batch_size,
-                   finished = excluded.finished, rows_per_s = excluded.rows_per_s,
-                   updated_at = now()
-            RETURNING 1
-        )
-        SELECT request, settings, settings_rev,
-               CASE WHEN throttled AND throttle_until > now() THEN throttle_until END,
-               throttled AND throttle_until IS NULL
-          FROM pgonline.jobs, saved WHERE id = %s
-        """,
+        _SAVE_CHECKPOINT,
         [job_id, step_id,
          None if cp.last_key is None else Jsonb(cp.last_key),
          None if cp.max_key is None else Jsonb(cp.max_key),

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from pgonline.connection import Conn
 from pgonline.errors import MigrationError
-from pgonline.migrations.discovery import Migration, Style, flyway_number
+from pgonline.migrations.discovery import Migration, flyway_number
 from pgonline.migrations.tracking import DEFAULT_TABLE, Tracker
 from pgonline.sql.identifiers import QualifiedName
 
@@ -167,7 +167,3 @@ async def record(tracker: Tracker, applied: list[Migration]) -> list[str]:
             done.append(m.version)
     return done
 
-
-def style_of(tool: str) -> Style | None:
-    return {"golang-migrate": Style.GOLANG, "dbmate": Style.DBMATE,
-            "flyway": Style.FLYWAY}.get(tool)
