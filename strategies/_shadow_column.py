@@ -70,8 +70,16 @@ def twin_index_name(ix: ColumnIndex, shadow: str) -> str:
     return helper_index_name("new", ix.schema, ix.name, shadow)
 
 
-def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str) -> None:
-    """CatalogError for anything on the column this strategy cannot carry across safely."""
+def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str, *,
+                     references_hint: str | None = None, references_move: bool = False,
+                     own_keys_moved: int = 0) -> None:
+    """CatalogError for anything on the column this strategy cannot carry across safely.
+
+    ``references_move``: the plan converts every column referencing this one
+    too (change-type --with-references), so foreign keys onto it are carried.
+    ``own_keys_moved``: this column is such a referencing column, and that
+    many of its own foreign keys are dropped and re-created by the plan.
+    """
     name = render(sql.Identifier(col.name))
     where = f"{name} of {table.display}"
     if col.relkind == "p":
@@ -88,14 +96,24 @@ def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str) -> None:
             "DROP IDENTITY after creating and attaching an equivalent sequence), then retry",
         )
     refs = [d for d in col.dependents if d.kind == "referencing foreign key"]
-    if refs:
+    if refs and not references_move:
+        listed = ([k.label for k in col.referenced_by] if col.referenced_by
+                  else [d.label.removeprefix("referencing ") for d in refs])
         raise CatalogError(
-            f"cannot {verb} {where}: it is referenced by "
-            + "; ".join(d.label.removeprefix("referencing ") for d in refs),
-            hint="moving foreign keys is out of scope: drop them, run this change, then re-add "
-            "them with NOT VALID + VALIDATE CONSTRAINT (online, no long lock)",
+            f"cannot {verb} {where}: it is referenced by {len(listed)} foreign "
+            f"key{'s' if len(listed) != 1 else ''}: " + "; ".join(listed),
+            hint=references_hint or "moving foreign keys is out of scope: drop them, run this "
+            "change, then re-add them with NOT VALID + VALIDATE CONSTRAINT (online, no long lock)",
         )
-    others = [d for d in col.dependents if d.kind not in MOVABLE]
+    own_keys = [d for d in col.dependents if d.kind == "foreign key"]
+    if len(own_keys) > own_keys_moved:
+        raise CatalogError(
+            f"cannot {verb} {where}: its own foreign key would not follow the new column: "
+            + _listing(own_keys[own_keys_moved:] if own_keys_moved else own_keys),
+            hint="drop it first and recreate it on the column afterwards (NOT VALID + VALIDATE)",
+        )
+    others = [d for d in col.dependents
+              if d.kind not in MOVABLE and d.kind not in ("referencing foreign key", "foreign key")]
     if others:
         raise CatalogError(
             f"cannot {verb} {where}: these objects depend on it and would not follow the "
@@ -176,8 +194,33 @@ class ShadowPlan:
     restore_hint: str
 
 
+@dataclass(frozen=True)
+class ShadowParts:
+    """One column's shadow-column steps, for a plan to compose (one column, or a
+    key and every column referencing it)."""
+
+    expand: list[Step]
+    backfill: list[Step]
+    # The cut-over's statements after its LOCK TABLE (which the plan writes,
+    # once for every table it swaps).
+    swap: list[sql.Composable]
+    drop_old: Step
+    notes: list[str]
+
+
 def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     """Expand, backfill and contract steps (and plan notes) for a shadow-column change."""
+    parts = shadow_parts(p)
+    # The strongest lock first: taking SHARE ROW EXCLUSIVE (DROP TRIGGER)
+    # and upgrading later could deadlock with an application transaction
+    # that read the table and then writes it.
+    lock = sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(p.table.ident)
+    cutover = cutover_step([lock, *parts.swap], irreversible=p.restore_hint)
+    return [*parts.expand, *parts.backfill, cutover, parts.drop_old], parts.notes
+
+
+def shadow_parts(p: ShadowPlan) -> ShadowParts:
+    """The steps of one column's change and its part of the cut-over."""
     t, col = p.table, p.col
     key = require_batch_key(t)
     if DOLLAR_TAG in p.function_body:
@@ -189,7 +232,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     function = sql.Identifier(t.schema, trigger_name)
     drop_trigger = sql.SQL("DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()").format(
         trigger, table, function)
-    steps: list[Step] = [
+    expand = [
         Step(
             id="add-shadow-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description=f"add the shadow column {p.shadow} {p.shadow_type_sql} (no default)",
@@ -215,6 +258,8 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
             "writes wait only for the lock under lock_timeout); the trigger's name sorts last "
             "so it sees the final row after the application's own BEFORE triggers",
         ),
+    ]
+    backfill = [
         Step(
             id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
             description="fill the shadow column of existing rows in short keyset batches",
@@ -230,17 +275,17 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
         # --using) or the copy: if any came out NULL, a NOT VALID check would
         # start rejecting the application's writes at once.  Count first; with
         # NULLs the job stops here, with nothing constrained.
-        steps.append(replace(no_nulls_step(t, p.shadow), id="check-shadow-nulls",
-                             phase=Phase.BACKFILL))
-        steps += not_null_check_steps(t, p.shadow, phase=Phase.BACKFILL,
-                                      ids=("add-not-null-check", "validate-not-null-check"))
+        backfill.append(replace(no_nulls_step(t, p.shadow), id="check-shadow-nulls",
+                                phase=Phase.BACKFILL))
+        backfill += not_null_check_steps(t, p.shadow, phase=Phase.BACKFILL,
+                                         ids=("add-not-null-check", "validate-not-null-check"))
     moves: list[tuple[ColumnIndex, str]] = []
     for i, ix in enumerate(col.indexes, 1):
         new_name = twin_index_name(ix, p.shadow)
         moves.append((ix, new_name))
         drop_new = render(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(
             sql.Identifier(ix.schema, new_name)))
-        steps.append(Step(
+        backfill.append(Step(
             id=f"build-index-{i}", phase=Phase.BACKFILL, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
             transactional=False,
             description=f"build {ix.name}'s twin on the shadow column concurrently",
@@ -251,16 +296,15 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
             why_safe="CREATE INDEX CONCURRENTLY does not block reads or writes; an INVALID index "
             "left by an interrupted attempt is dropped before the retry",
         ))
-    steps.append(_cutover(p, moves, check, trigger, function))
     parked = sql.Identifier(p.parked_name or col.name)
-    steps.append(Step(
+    drop_old = Step(
         id="drop-old-column", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
         description=f"drop the original column {p.parked_name or col.name}",
         sql=render(sql.SQL("ALTER TABLE {} DROP COLUMN IF EXISTS {}").format(table, parked)),
         irreversible=p.restore_hint,
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
         "nothing reads or writes it any more",
-    ))
+    )
     notes = [f"sync trigger {trigger_name} keeps {p.shadow} in step with live writes",
              "applications using server-side prepared statements that return this column "
              "re-prepare after the cut-over (PostgreSQL reports 'cached plan must not change "
@@ -268,11 +312,13 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
     if col.sequence is not None:
         notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
                      f"new column at the cut-over (OWNED BY), so ids keep coming")
-    return steps, notes
+    return ShadowParts(expand=expand, backfill=backfill,
+                       swap=_swap(p, moves, check, trigger, function), drop_old=drop_old,
+                       notes=notes)
 
 
-def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
-             trigger: sql.Identifier, function: sql.Identifier) -> Step:
+def _swap(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
+          trigger: sql.Identifier, function: sql.Identifier) -> list[sql.Composable]:
     t, col = p.table, p.col
     table = t.ident
     old = sql.Identifier(col.name)
@@ -280,12 +326,8 @@ def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Ide
     final = sql.Identifier(p.final_name)
     parked = sql.Identifier(p.parked_name) if p.parked_name else old
     stmts: list[sql.Composable] = [
-        # The strongest lock first: taking SHARE ROW EXCLUSIVE (DROP TRIGGER)
-        # and upgrading later could deadlock with an application transaction
-        # that read the table and then writes it.
-        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(table),
-        # Reads and writes wait from here to COMMIT, so dropping the trigger
-        # first cannot let a write slip past unsynced.
+        # Reads and writes wait from the cut-over's LOCK TABLE to COMMIT, so
+        # dropping the trigger first cannot let a write slip past unsynced.
         sql.SQL("DROP TRIGGER {} ON {}").format(trigger, table),
         sql.SQL("DROP FUNCTION {}()").format(function),
     ]
@@ -335,12 +377,20 @@ def _cutover(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Ide
                  and col.sequence.type in ("smallint", "integer") else sql.SQL(""))
         stmts.append(sql.SQL("ALTER SEQUENCE {}{} OWNED BY {}").format(
             seq, widen, sql.Identifier(t.schema, t.name, p.final_name)))
+    return stmts
+
+
+def cutover_step(stmts: Sequence[sql.Composable], *, irreversible: str,
+                 description: str = "cut over in one short transaction: drop the trigger, move "
+                 "constraints, default, NOT NULL and sequence to the new column",
+                 tables: tuple[str, ...] = ()) -> Step:
+    """The cut-over: ``stmts`` (a LOCK TABLE first) in one transaction."""
     return Step(
         id="cutover", phase=Phase.CONTRACT, lock=LockLevel.ACCESS_EXCLUSIVE,
-        description="cut over in one short transaction: drop the trigger, move constraints, "
-        "default, NOT NULL and sequence to the new column",
+        description=description,
         sql=render(sql.SQL(";\n").join(stmts)),
-        irreversible=p.restore_hint,
+        irreversible=irreversible,
         why_safe="every statement is catalog-only (the indexes were built and NOT NULL proven "
         "beforehand), so ACCESS EXCLUSIVE is held for milliseconds, under lock_timeout",
+        tables=tables,
     )

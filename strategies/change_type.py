@@ -25,7 +25,7 @@ What we do instead:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from psycopg import sql
 
@@ -35,12 +35,13 @@ from pgonline.catalog.column_details import ColumnDetails, NewTypeFacts
 from pgonline.catalog.facts import ServerFacts, TableFacts
 from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
-from pgonline.errors import CatalogError
-from pgonline.registry import Arg, Change, Command, Opt, strategy
+from pgonline.errors import CatalogError, UsageError
+from pgonline.registry import Arg, Change, Command, Opt, added_later, recorded_args, strategy
 from pgonline.sql import expressions
 from pgonline.sql.identifiers import QualifiedName, parse_identifier
 from pgonline.sql.render import render
 
+from ._references import ReferencingColumn, plan_with_references
 from ._shadow_column import (
     ShadowPlan,
     build_steps,
@@ -62,6 +63,9 @@ class ChangeTypeArgs:
     column: str
     type_sql: str
     using: str | None = None
+    # Convert every column referencing this one too (int -> bigint on a key
+    # that foreign keys reference).
+    with_references: bool = added_later(False)
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ class ChangeTypeFacts:
     table: TableFacts
     column: ColumnDetails
     new_type: NewTypeFacts
+    # --with-references: each column referencing this one, with its table.
+    references: tuple[ReferencingColumn, ...] = ()
 
 
 def _numeric_parts(typmod: int) -> tuple[int, int]:
@@ -127,12 +133,18 @@ def refuse_generated(t: TableFacts, col: ColumnDetails) -> None:
         )
 
 
-def parse(table: str, column: str, type_: str, *,
-          using: str | None = None) -> Change[ChangeTypeArgs]:
+def parse(table: str, column: str, type_: str, *, using: str | None = None,
+          with_references: bool = False) -> Change[ChangeTypeArgs]:
+    if using is not None and with_references:
+        # The referencing columns are copied as they are: a USING expression
+        # that changes the key's values would leave them pointing elsewhere.
+        raise UsageError("--using cannot be combined with --with-references: the referencing "
+                         "columns keep their values, so the key's values must not change")
     return Change(QualifiedName.parse(table), ChangeTypeArgs(
         column=parse_identifier(column),
         type_sql=expressions.type_name(type_),
         using=None if using is None else expressions.expression(using, "USING expression"),
+        with_references=with_references,
     ))
 
 
@@ -147,8 +159,22 @@ async def gather(conn: Conn, table: TableFacts, args: ChangeTypeArgs) -> ChangeT
         f"cannot convert {details.column.type} to {new_type.display}"
         if args.using is None else "bad USING expression")
     await column_catalog.check_default_fits(conn, details, new_type.display)
+    references: list[ReferencingColumn] = []
+    if args.with_references:
+        for schema, name, column in dict.fromkeys(
+                (k.schema, k.table, k.column) for k in details.referenced_by):
+            rtable = await tables.table_facts(conn, QualifiedName(schema, name))
+            rcol = await column_catalog.column_details(conn, rtable, column)
+            refuse_generated(rtable, rcol)
+            await column_catalog.check_conversion(
+                conn, rtable, column, render(sql.Identifier(column)), new_type.display,
+                f"cannot convert {rcol.column.type} to {new_type.display}")
+            await column_catalog.check_default_fits(conn, rcol, new_type.display)
+            keys = tuple(k for k in details.referenced_by
+                         if (k.schema, k.table, k.column) == (schema, name, column))
+            references.append(ReferencingColumn(table=rtable, column=rcol, keys=keys))
     return ChangeTypeFacts(server=await tables.server_facts(conn), table=table,
-                           column=details, new_type=new_type)
+                           column=details, new_type=new_type, references=tuple(references))
 
 
 COMMAND = Command(
@@ -161,10 +187,15 @@ COMMAND = Command(
         Opt("--using", "using", metavar="EXPR",
             help="Compute the new value from this expression (may use any column); "
             "default: COLUMN::NEWTYPE."),
+        Opt("--with-references", "with_references", is_flag=True,
+            help="Also convert every column whose foreign key references COLUMN (shadow "
+            "column, trigger and backfill on each table) and swap them all in one cut-over; "
+            "the foreign keys are re-created NOT VALID, then validated."),
     ),
     replaces="`ALTER COLUMN TYPE` (rewrite)",
     does="in place when binary-coercible; else shadow column + sync trigger + backfill + "
-    "short swap (int→bigint on a PK included)",
+    "short swap (int→bigint on a PK included; `--with-references` converts the columns "
+    "whose foreign keys reference it in the same swap)",
 )
 
 
@@ -173,7 +204,7 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     t, col, new = facts.table, facts.column, facts.new_type
     name = sql.Identifier(col.name)
     refuse_generated(t, col)
-    plan_args = asdict(args)
+    plan_args = recorded_args(args)
     if col.type_oid == new.oid and col.typmod == new.typmod and args.using is None:
         raise CatalogError(f"column {render(name)} of {t.display} is already of type {new.display}")
 
@@ -202,7 +233,30 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
         return Plan("change-type", t.display, plan_args, (step,), notes=(
             f"in place: {col.column.type} -> {new.display} needs no rewrite",))
 
-    refuse_unmovable(t, col, "change the type of")
+    refuse_unmovable(t, col, "change the type of", references_move=args.with_references,
+                     references_hint="add --with-references to convert the referencing columns "
+                     "too and swap them all in one cut-over (the foreign keys are re-created "
+                     "NOT VALID, then validated)")
+    main = shadow_plan(t, col, new, args.using)
+    if args.with_references:
+        return plan_with_references(main, new.display, facts.references, plan_args,
+                                    lambda rt, rc: shadow_plan(rt, rc, new, None))
+    steps, notes = build_steps(main)
+    reason = ("the conversion needs a table rewrite" if args.using is None
+              else "a USING expression computes every value")
+    notes.insert(0, f"expand/contract: {col.column.type} -> {new.display}; {reason}")
+    if args.using is not None:
+        notes.append("writes whose value the USING expression cannot convert fail while "
+                     "the trigger is installed, as they would after the change")
+    if facts.server.major < 12 and col.column.not_null:
+        notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
+    return Plan("change-type", t.display, plan_args, tuple(steps), notes=tuple(notes))
+
+
+def shadow_plan(t: TableFacts, col: ColumnDetails, new: NewTypeFacts,
+                using: str | None) -> ShadowPlan:
+    """The shadow-column change of ``t.col`` to ``new`` (converted by ``using``, or cast)."""
+    name = sql.Identifier(col.name)
     shadow = shadow_name(t, col.name, "new")
     parked = shadow_name(t, col.name, "old")
     for taken in (shadow, parked):
@@ -218,32 +272,23 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     # Assignment semantics, as ALTER COLUMN TYPE: a value that does not fit
     # (too long for varchar(n), out of range) raises instead of being cut.
     shadow_id = sql.Identifier(shadow)
-    if args.using is None:
+    if using is None:
         conv_row: sql.Composable = sql.SQL("NEW.") + name
         conv_table: sql.Composable = name
         where = sql.SQL("{} IS NULL AND {} IS NOT NULL").format(shadow_id, name)
     else:
         # The USING expression names the table's columns, as in an UPDATE; in
         # the trigger the same names are exposed by selecting from the row.
-        conv_table = sql.SQL("({})").format(sql.SQL(args.using))
+        conv_table = sql.SQL("({})").format(sql.SQL(using))
         conv_row = sql.SQL("(SELECT {} FROM (SELECT NEW.*) AS pgonline_row)").format(conv_table)
         where = sql.SQL("{} IS NULL").format(shadow_id)
     body = sql.SQL("BEGIN\n  NEW.{} := {};\n  RETURN NEW;\nEND").format(
         sql.Identifier(shadow), conv_row)
-    steps, notes = build_steps(ShadowPlan(
+    return ShadowPlan(
         table=t, col=col, shadow=shadow, shadow_type_sql=render(typ), final_name=col.name,
         parked_name=parked, function_body=render(body), trigger_prefix="zz_pgonline_sync",
         backfill_set=render(sql.SQL("{} = {}").format(sql.Identifier(shadow), conv_table)),
         backfill_where=render(where),
         restore_hint=f"the column already has type {new.display}; to go back, run "
         f"`online change-type {t.display} {render(name)} '{col.column.type}'`",
-    ))
-    reason = ("the conversion needs a table rewrite" if args.using is None
-              else "a USING expression computes every value")
-    notes.insert(0, f"expand/contract: {col.column.type} -> {new.display}; {reason}")
-    if args.using is not None:
-        notes.append("writes whose value the USING expression cannot convert fail while "
-                     "the trigger is installed, as they would after the change")
-    if facts.server.major < 12 and col.column.not_null:
-        notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
-    return Plan("change-type", t.display, plan_args, tuple(steps), notes=tuple(notes))
+    )

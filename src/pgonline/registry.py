@@ -29,7 +29,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import Field, asdict, dataclass, field, fields
 from typing import Any, Generic, TypeVar
 
 from pgonline.engine.plan import Plan
@@ -38,6 +38,32 @@ from pgonline.sql.identifiers import QualifiedName
 PlanFn = Callable[..., Plan]
 F = TypeVar("F", bound=PlanFn)
 A = TypeVar("A")
+
+
+# Field metadata of an argument added after jobs were journaled without it.
+_RECORDED_WHEN_SET = "pgonline_recorded_when_set"
+
+
+def added_later(default: Any) -> Any:
+    """An Args field recorded only when it differs from ``default``.
+
+    A job is found again by its recorded arguments (their fingerprint), so a
+    new option must not change the record of a command that does not use it:
+    an unfinished job journaled by an earlier version is still resumed by
+    re-running its command.
+    """
+    return field(default=default, metadata={_RECORDED_WHEN_SET: True})
+
+
+def recorded_args(args: Any) -> dict[str, Any]:
+    """The arguments a job records (and is fingerprinted by): ``asdict``, minus
+    :func:`added_later` fields left at their default."""
+    unset = {f.name for f in fields(args) if _is_unset(f, args)}
+    return {k: v for k, v in asdict(args).items() if k not in unset}
+
+
+def _is_unset(f: Field[Any], args: Any) -> bool:
+    return bool(f.metadata.get(_RECORDED_WHEN_SET)) and getattr(args, f.name) == f.default
 
 
 @dataclass(frozen=True)

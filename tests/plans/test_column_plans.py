@@ -4,6 +4,8 @@ transaction."""
 
 from __future__ import annotations
 
+import pytest
+from pgonline.strategies._references import ReferencingColumn
 from pgonline.strategies.change_type import ChangeTypeArgs, ChangeTypeFacts, plan_change_type
 from pgonline.strategies.drop_column import DropColumnArgs, DropColumnFacts, plan_drop_column
 from pgonline.strategies.rename_column import (
@@ -18,8 +20,11 @@ from pgonline.catalog.column_details import (
     Dependent,
     NewTypeFacts,
     OwnedSequence,
+    ReferencingKey,
 )
 from pgonline.catalog.facts import ColumnFacts, TableFacts
+from pgonline.errors import CatalogError
+from pgonline.registry import recorded_args
 from tests.plans.tables import PG18, index
 
 INT4, INT8, TEXT, VARCHAR = 23, 20, 25, 1043
@@ -108,3 +113,61 @@ def test_drop_column_used_by_a_view_adds_cascade_and_lists_what_goes_with_it(sna
     plan = plan_drop_column(DropColumnFacts(PG18, ACCOUNTS, details),
                             DropColumnArgs("ref", confirm=True))
     snapshot("drop-column-cascade", plan)
+
+
+# invoices (id bigserial PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts
+#           ON DELETE CASCADE, with an index), referencing the key about to run out
+INVOICE_ACCOUNT = ColumnFacts("account_id", "integer", not_null=True)
+INVOICES = TableFacts(
+    schema="billing", name="invoices", oid=16600,
+    columns=(ColumnFacts("id", "bigint", not_null=True), INVOICE_ACCOUNT),
+    primary_key=("id",), estimated_rows=50_000_000, size_bytes=8 * 1024**3,
+    indexes=(index("invoices", "invoices_pkey", "id", primary=True),
+             index("invoices", "invoices_account_idx", "account_id")),
+)
+INVOICES_FKEY = ReferencingKey(
+    "invoices_account_id_fkey", "billing", "invoices", 16600, "account_id",
+    "FOREIGN KEY (account_id) REFERENCES public.accounts(id) ON DELETE CASCADE", validated=True)
+INVOICE_ACCOUNT_DETAILS = ColumnDetails(
+    column=INVOICE_ACCOUNT, attnum=2, type_oid=INT4, typmod=-1,
+    dependents=(Dependent("index", "index billing.invoices_account_idx", "a"),
+                Dependent("foreign key", "constraint invoices_account_id_fkey on table "
+                          "billing.invoices", "a")),
+    indexes=(ColumnIndex("billing", "invoices_account_idx", INVOICES.indexes[1].definition,
+                         valid=True),),
+)
+REFERENCED_ID = ColumnDetails(
+    **{**ID_DETAILS.__dict__,
+       "dependents": (*ID_DETAILS.dependents,
+                      Dependent("referencing foreign key", "constraint invoices_account_id_fkey "
+                                "on table billing.invoices", "n")),
+       "referenced_by": (INVOICES_FKEY,)})
+BIGINT = NewTypeFacts("bigint", INT8, -1, collatable=False, binary_coercible=False)
+
+
+def test_change_type_of_a_referenced_key_is_refused_naming_every_referencing_column():
+    with pytest.raises(CatalogError) as err:
+        plan_change_type(ChangeTypeFacts(PG18, ACCOUNTS, REFERENCED_ID, BIGINT),
+                         ChangeTypeArgs("id", "bigint"))
+    assert ('referenced by 1 foreign key: "billing"."invoices"."account_id" '
+            '("invoices_account_id_fkey")') in err.value.message
+    assert "--with-references" in (err.value.hint or "")
+
+
+def test_change_type_with_references_converts_the_key_and_referencing_column_in_one_cutover(
+        snapshot):
+    refs = (ReferencingColumn(INVOICES, INVOICE_ACCOUNT_DETAILS, (INVOICES_FKEY,)),)
+    plan = plan_change_type(ChangeTypeFacts(PG18, ACCOUNTS, REFERENCED_ID, BIGINT, refs),
+                            ChangeTypeArgs("id", "bigint", with_references=True))
+    snapshot("change-type-with-references", plan)
+    cutover = next(s for s in plan.steps if s.id == "cutover")
+    assert cutover.tables == ('"public"."accounts"', '"billing"."invoices"')
+    assert [s.id for s in plan.steps if s.phase == "contract"] == [
+        "cutover", "validate-fk-1", "drop-old-column", "ref1-drop-old-column"]
+
+
+def test_with_references_is_recorded_only_when_given_so_earlier_jobs_are_still_found():
+    assert recorded_args(ChangeTypeArgs("id", "bigint")) == {
+        "column": "id", "type_sql": "bigint", "using": None}
+    assert recorded_args(ChangeTypeArgs("id", "bigint", with_references=True))[
+        "with_references"] is True

@@ -51,10 +51,10 @@ def seed_from_env() -> int:
     return int(env) if env else random.SystemRandom().randrange(1, 2**31)
 
 
-def create_table(db: psycopg.Connection[Any], rows: int) -> None:
+def create_table(db: psycopg.Connection[Any], rows: int, *, id_type: str = "bigserial") -> None:
     db.execute(f"""
         CREATE TABLE {TABLE} (
-            id bigserial PRIMARY KEY,
+            id {id_type} PRIMARY KEY,
             email text NOT NULL UNIQUE,
             hits integer NOT NULL DEFAULT 0,
             note text
@@ -155,9 +155,10 @@ def replay(initial: dict[int, dict[str, Any]], writers: list[Writer],
     return state, report
 
 
-def table_rows(db: psycopg.Connection[Any], columns: list[str]) -> dict[int, dict[str, Any]]:
+def table_rows(db: psycopg.Connection[Any], columns: list[str],
+               table: str = TABLE) -> dict[int, dict[str, Any]]:
     query = sql.SQL("SELECT id, {} FROM {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(TABLE))
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table))
     return {int(r[0]): dict(zip(columns, r[1:], strict=True)) for r in db.execute(query)}
 
 
@@ -182,7 +183,7 @@ def row_differences(expected: dict[int, dict[str, Any]], actual: dict[int, dict[
 # ---------------------------------------------------------------- the schema afterwards
 
 
-def leftovers(db: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+def leftovers(db: psycopg.Connection[Any], table: str = TABLE) -> list[tuple[str, str]]:
     """Helper objects pgonline created and should have removed, and anything half-done.
 
     Matched by the ``pgonline`` every helper name contains (``zz_pgonline_*``
@@ -213,13 +214,13 @@ def leftovers(db: psycopg.Connection[Any]) -> list[tuple[str, str]]:
            AND attname LIKE '%%pgonline%%'
         UNION ALL
         SELECT 'job', id || ' ' || status FROM pgonline.jobs WHERE status <> 'done'
-        """, {"t": TABLE}).fetchall()]
+        """, {"t": table}).fetchall()]
 
 
-def index_names(db: psycopg.Connection[Any]) -> set[str]:
+def index_names(db: psycopg.Connection[Any], table: str = TABLE) -> set[str]:
     return {r[0] for r in db.execute(
         "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass",
-        [TABLE]).fetchall()}
+        [table]).fetchall()}
 
 
 # ---------------------------------------------------------------- killing
@@ -271,16 +272,17 @@ class AfterStart(Trigger):
 
 @dataclass
 class BackfillAt(Trigger):
-    """Kill once the backfill checkpoint has passed ``rows`` rows."""
+    """Kill once the backfill checkpoint (of backfill step ``step``) has passed ``rows`` rows."""
 
     rows: int
+    step: str = "backfill"
 
     @property
     def label(self) -> str:
-        return f"backfill past {self.rows} rows"
+        return f"{self.step} past {self.rows} rows"
 
     def ready(self, chaos: Chaos) -> bool:
-        cp = chaos.checkpoint()
+        cp = chaos.checkpoint(self.step)
         return cp is not None and cp[0] >= self.rows and not cp[1] and chaos.job_touched()
 
 
@@ -367,11 +369,11 @@ class Chaos:
             " ORDER BY id DESC LIMIT 1", [self._spawned_at]).fetchone() if self._journal() else None
         return row is not None
 
-    def checkpoint(self) -> tuple[int, bool] | None:
+    def checkpoint(self, step: str = "backfill") -> tuple[int, bool] | None:
         if self.job is None or not self._journal():
             return None
         row = self.db.execute("SELECT rows_done, finished FROM pgonline.checkpoints"
-                              " WHERE job_id = %s", [self.job]).fetchone()
+                              " WHERE job_id = %s AND step_id = %s", [self.job, step]).fetchone()
         return None if row is None else (int(row[0]), bool(row[1]))
 
     def step_done_since_spawn(self, step: str) -> bool:

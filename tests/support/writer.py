@@ -44,12 +44,24 @@ class WriterSpec:
     email_columns: tuple[str, ...] = ()  # columns holding unique e-mail-like text
     int_columns: tuple[str, ...] = ()  # integer columns (others get short text)
     md5_columns: tuple[str, ...] = ()  # "target=source": the application writes md5(source)
+    # "column:k/n:max": a foreign key column; the application writes the id of
+    # a pre-existing parent row with id % n = k, id <= max (rows that no
+    # writer of the parent table touches, so the reference always holds).
+    ref_columns: tuple[str, ...] = ()
+    # psycopg prepares a statement on the server after its 5th execution; a
+    # prepared INSERT ... RETURNING id then fails with 0A000 "cached plan must
+    # not change result type" once a type change of id is cut over (server
+    # behaviour, documented in docs/strategies/change-type.md).  False models
+    # an application that does not keep prepared statements (a pooler in
+    # transaction mode, most ORMs' defaults).
+    prepared: bool = True
 
     def argv(self) -> list[str]:
-        return ["--table", self.table, "--insert", ",".join(self.insert_columns),
+        return [*([] if self.prepared else ["--no-prepare"]),
+                "--table", self.table, "--insert", ",".join(self.insert_columns),
                 "--update", ",".join(self.update_columns),
                 "--email", ",".join(self.email_columns), "--int", ",".join(self.int_columns),
-                "--md5", ",".join(self.md5_columns)]
+                "--md5", ",".join(self.md5_columns), "--ref", ",".join(self.ref_columns)]
 
     def values(self, columns: tuple[str, ...], st: _State) -> dict[str, Any]:
         derived = dict(pair.split("=") for pair in self.md5_columns)
@@ -74,6 +86,11 @@ class _State:
 
 def _value(spec: WriterSpec, column: str, st: _State) -> Any:
     st.seq += 1
+    for ref in spec.ref_columns:
+        name, part, top = ref.split(":")
+        if name == column:
+            k, n = (int(x) for x in part.split("/"))
+            return st.rng.randrange(k if k > 0 else n, int(top) + 1, n)
     if column in spec.email_columns:
         return f"{st.tag}-{st.seq}@example.com"
     if column in spec.int_columns:
@@ -116,7 +133,12 @@ def run(dsn: str, spec: WriterSpec, log: IO[str], *, partition: tuple[int, int],
                                   for c in spec.update_columns))
     delete = sql.SQL("DELETE FROM {} WHERE id = %s RETURNING id").format(table)
     period = 1.0 / rate
-    conn = psycopg.connect(dsn, autocommit=True, application_name="chaos-writer")
+    threshold = {} if spec.prepared else {"prepare_threshold": None}
+
+    def connect() -> psycopg.Connection[Any]:
+        return psycopg.connect(dsn, autocommit=True, application_name="chaos-writer", **threshold)
+
+    conn = connect()
     _emit(log, {"op": "ready"})
     t0 = next_at = time.monotonic()
     for op in _ops(st, insert_ratio, delete_ratio):
@@ -144,7 +166,7 @@ def run(dsn: str, spec: WriterSpec, log: IO[str], *, partition: tuple[int, int],
             _emit(log, {"op": "error", "sqlstate": exc.sqlstate, "error": str(exc).strip(),
                         "attempted": op})
             if conn.broken:
-                conn = psycopg.connect(dsn, autocommit=True, application_name="chaos-writer")
+                conn = connect()
         ms = (time.monotonic() - start) * 1000
         st.ops += 1
         st.max_ms = max(st.max_ms, ms)
@@ -165,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--email", default="")
     p.add_argument("--int", default="")
     p.add_argument("--md5", default="")
+    p.add_argument("--ref", default="")
+    p.add_argument("--no-prepare", action="store_true")
     p.add_argument("--partition", default="0/1")
     p.add_argument("--initial-max", type=int, required=True)
     p.add_argument("--rate", type=float, default=150.0)
@@ -176,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = WriterSpec(table=a.table, insert_columns=cols(a.insert), update_columns=cols(a.update),
                       email_columns=cols(a.email), int_columns=cols(a.int),
-                      md5_columns=cols(a.md5))
+                      md5_columns=cols(a.md5), ref_columns=cols(a.ref),
+                      prepared=not a.no_prepare)
     k, n = (int(x) for x in a.partition.split("/"))
     with a.log.open("a", encoding="utf-8") as log:
         run(a.dsn, spec, log, partition=(k, n), initial_max=a.initial_max, rate=a.rate,

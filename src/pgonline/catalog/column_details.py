@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from psycopg import sql
+
 from pgonline.catalog.facts import ColumnFacts
+from pgonline.sql.render import render
 
 # pg_depend.deptype 'n' (normal): the dependent object blocks a plain DROP
 # COLUMN; only CASCADE removes it.  'a' (auto) objects go away with the column.
@@ -71,6 +74,37 @@ class OwnedSequence:
 
 
 @dataclass(frozen=True)
+class ReferencingKey:
+    """A foreign key that references the column: the column on the other side.
+
+    ``column`` is the referencing column paired with ours (for a multi-column
+    key, the one at our column's position); ``definition`` is
+    ``pg_get_constraintdef``, which recreates the key as it is (actions,
+    MATCH, DEFERRABLE), and stays true after a cut-over that gives both
+    columns their old names back.
+    """
+
+    constraint: str
+    schema: str
+    table: str
+    table_oid: int
+    column: str
+    definition: str
+    validated: bool
+    relkind: str = "r"
+
+    @property
+    def table_display(self) -> str:
+        return render(sql.Identifier(self.schema, self.table))
+
+    @property
+    def label(self) -> str:
+        """``"public"."orders".account_id (orders_account_id_fkey)``."""
+        return (f"{self.table_display}.{render(sql.Identifier(self.column))} "
+                f"({render(sql.Identifier(self.constraint))})")
+
+
+@dataclass(frozen=True)
 class ColumnDetails:
     column: ColumnFacts
     attnum: int
@@ -84,6 +118,7 @@ class ColumnDetails:
     dependents: tuple[Dependent, ...] = field(default=())
     indexes: tuple[ColumnIndex, ...] = field(default=())
     sequence: OwnedSequence | None = None
+    referenced_by: tuple[ReferencingKey, ...] = field(default=())
 
     @property
     def name(self) -> str:

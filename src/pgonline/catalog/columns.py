@@ -14,7 +14,14 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pgonline.catalog.column_details import ColumnDetails, ColumnIndex, Dependent, NewTypeFacts, OwnedSequence
+from pgonline.catalog.column_details import (
+    ColumnDetails,
+    ColumnIndex,
+    Dependent,
+    NewTypeFacts,
+    OwnedSequence,
+    ReferencingKey,
+)
 from pgonline.catalog.facts import TableFacts
 from pgonline.catalog.suggestions import missing_column
 from pgonline.connection import Conn
@@ -41,6 +48,23 @@ SELECT d.deptype::text AS deptype, pg_describe_object(d.classid, d.objid, d.objs
  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = %(rel)s AND d.refobjsubid = %(attnum)s
    AND d.deptype IN ('n', 'a', 'i')
  ORDER BY 2
+"""
+
+# Foreign keys referencing the column, each with its column paired to ours.
+# Keys cloned onto partitions (conparentid <> 0) follow their parent's.
+_REFERENCING_KEYS = """
+SELECT co.conname AS constraint, n.nspname AS schema, c.relname AS table,
+       co.conrelid::bigint AS table_oid, a.attname AS column,
+       pg_get_constraintdef(co.oid) AS definition, co.convalidated AS validated,
+       c.relkind::text AS relkind
+  FROM pg_constraint co
+  JOIN pg_class c ON c.oid = co.conrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ CROSS JOIN LATERAL unnest(co.confkey, co.conkey) AS k(refnum, attnum)
+  JOIN pg_attribute a ON a.attrelid = co.conrelid AND a.attnum = k.attnum
+ WHERE co.contype = 'f' AND co.confrelid = %(rel)s AND k.refnum = %(attnum)s
+   AND co.conparentid = 0
+ ORDER BY n.nspname, c.relname, a.attname, co.conname
 """
 
 _CONSTRAINT_KINDS = {"p": "primary key", "u": "unique constraint", "c": "check constraint",
@@ -153,6 +177,18 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
             [table.oid, a["attnum"]],
         )
         seq = await cur.fetchone()
+        # With an empty search_path, pg_get_constraintdef qualifies the
+        # referenced table (as pg_dump does): the definition is journaled and
+        # may run in a session whose search_path differs.
+        await cur.execute("SELECT current_setting('search_path') AS path")
+        path = await cur.fetchone()
+        assert path is not None
+        await cur.execute("SELECT set_config('search_path', '', false)")
+        try:
+            await cur.execute(_REFERENCING_KEYS, {"rel": table.oid, "attnum": a["attnum"]})
+            referenced_by = tuple(ReferencingKey(**r) for r in await cur.fetchall())
+        finally:
+            await cur.execute("SELECT set_config('search_path', %s, false)", [path["path"]])
     coll = (a["coll_schema"], a["coll_name"]) if a["coll_name"] is not None else None
     return ColumnDetails(
         column=col, attnum=int(a["attnum"]), type_oid=int(a["type_oid"]), typmod=int(a["typmod"]),
@@ -160,6 +196,7 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
         has_equality=await _has_equality(conn, col.type), relkind=a["relkind"],
         dependents=tuple(seen.values()), indexes=indexes,
         sequence=OwnedSequence(**seq) if seq is not None else None,
+        referenced_by=referenced_by,
     )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -141,7 +142,28 @@ async def plan_and_run(ctx: RunContext, conn: Conn, kind: str, target: str, args
             return ChangeOutcome(other.plan, await executor.run(job_id=other.id))
         await _refuse_if_twin_started(conn, version, plan.fingerprint, started)
         await _refuse_if_concurrent(conn, lock, table_oid, kind)
-        return ChangeOutcome(plan, await executor.run(plan))
+        async with AsyncExitStack() as others:
+            # A plan that changes other tables too (the referencing tables of a
+            # change-type --with-references) holds their locks as well, target
+            # first, until its job exists: a job on one of them cannot start
+            # meanwhile, and one that is unfinished there is refused here.
+            locks = [lock]
+            for name in plan.other_tables():
+                oid = await journal.relation_oid(conn, name)
+                if oid is None or oid == table_oid:
+                    continue
+                locks.append(await others.enter_async_context(
+                    journal.table_lock(conn, oid, wait_s=PLANNING_WAIT_S)))
+                held = None if version is None else await journal.find_unfinished_on(conn, oid)
+                if held is not None:
+                    raise journal.other_job_error(held, await journal.job_is_locked(conn, held.id))
+
+            async def release_all() -> None:
+                for each in locks:
+                    await each.release()
+
+            executor.on_job_opened = release_all
+            return ChangeOutcome(plan, await executor.run(plan))
 
 
 async def _refuse_if_twin_started(conn: Conn, version: int | None, fp: str,
@@ -228,7 +250,7 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
             plan = plan_fn(await declared.gather(conn, relation, planned), planned)
             return plan if note is None else replace(plan, notes=(note, *plan.notes))
 
-        return await plan_and_run(ctx, conn, kind, target, asdict(args), make_plan,
+        return await plan_and_run(ctx, conn, kind, target, registry.recorded_args(args), make_plan,
                                   started=started)
 
 
@@ -245,7 +267,7 @@ async def _index_job_target(conn: Conn, kind: str, index: QualifiedName, args: A
     if table is not None:
         return table
     if await journal.schema_version(conn) is not None:
-        last = await journal.latest_of_command(conn, kind, asdict(args))
+        last = await journal.latest_of_command(conn, kind, registry.recorded_args(args))
         if last is not None:
             return str(last.target)
     return index.quoted()

@@ -148,6 +148,14 @@ class Executor:
             await conn.execute(RESET_TIMEOUTS)
         await journal.set_step(conn, job_id, step.id, status)
 
+    async def _wait_for_maintenance(self, conn: Conn, step: Step, budget: float) -> float:
+        """Wait outside the lock queue for maintenance on each table the step locks."""
+        waited = 0.0
+        for relation in step.tables or (self._relation,):
+            waited += await maintenance_wait.wait_for_maintenance(
+                conn, relation, max_wait_s=budget - waited)
+        return waited
+
     async def _run_sql_step(self, conn: Conn, job_id: int, step: Step) -> bool:
         """Run one DDL step; return False if its effect was already present."""
         assert step.sql is not None
@@ -176,8 +184,7 @@ class Executor:
             # Before each attempt: let a running VACUUM, ANALYZE or index build
             # on the table finish instead of queueing (and, for a blocking lock,
             # the application) behind it.
-            wait_budget -= await maintenance_wait.wait_for_maintenance(
-                conn, self._relation, max_wait_s=wait_budget)
+            wait_budget -= await self._wait_for_maintenance(conn, step, wait_budget)
             await self._envelope(conn, job_id, step, forward, StepStatus.DONE, stmt_timeout)
 
         async def attempts() -> None:
@@ -620,8 +627,7 @@ class Executor:
 
         async def run_once() -> None:
             nonlocal wait_budget
-            wait_budget -= await maintenance_wait.wait_for_maintenance(
-                conn, self._relation, max_wait_s=wait_budget)
+            wait_budget -= await self._wait_for_maintenance(conn, step, wait_budget)
             # As before the envelope existed: outside a transaction an undo (DROP
             # INDEX CONCURRENTLY) waits for other transactions, so no statement limit.
             stmt_timeout = settings.ddl_statement_timeout_ms if step.transactional else None

@@ -390,13 +390,22 @@ async def started_since(conn: Conn, fingerprint: str, since: datetime) -> Job | 
 
 
 async def find_unfinished_on(conn: Conn, table_oid: int) -> Job | None:
-    """The unfinished job holding table ``table_oid`` (at most one, by the unique index)."""
+    """The unfinished job holding table ``table_oid``: its target (at most one, by the
+    unique index), or another table it changes too (a change-type --with-references
+    converts the referencing tables: its plan's steps name them)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            """SELECT * FROM pgonline.jobs
-                 WHERE target_oid = %s AND status NOT IN ('done', 'cancelled', 'rolled_back')
-                 ORDER BY id DESC LIMIT 1""",
-            [table_oid],
+            """SELECT * FROM pgonline.jobs j
+                 WHERE status NOT IN ('done', 'cancelled', 'rolled_back')
+                   AND (target_oid = %(oid)s OR EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(j.plan->'steps') s
+                         CROSS JOIN LATERAL jsonb_array_elements_text(
+                               coalesce(s->'tables', '[]') || jsonb_build_array(
+                                   quote_ident(s->'backfill'->>'schema') || '.'
+                                   || quote_ident(s->'backfill'->>'table'))) t(name)
+                         WHERE t.name IS NOT NULL AND to_regclass(t.name) = %(oid)s::oid))
+                 ORDER BY (target_oid = %(oid)s) IS TRUE DESC, id DESC LIMIT 1""",
+            {"oid": table_oid},
         )
         row = await cur.fetchone()
     return _job(row) if row else None

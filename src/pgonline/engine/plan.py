@@ -114,6 +114,10 @@ class Step:
     # CREATE INDEX ... IF NOT EXISTS would otherwise take for the rebuilt one).
     undo_cleanup_if: str | None = None
     undo_cleanup_sql: str | None = None
+    # The tables the step locks (quoted names), when they are not just the
+    # plan's target: a change that spans the tables of a foreign key waits
+    # for maintenance on each, and its lock watch looks at each.
+    tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -162,6 +166,7 @@ class Step:
             irreversible=data.get("irreversible"),
             undo_cleanup_if=data.get("undo_cleanup_if"),
             undo_cleanup_sql=data.get("undo_cleanup_sql"),
+            tables=tuple(data.get("tables", ())),
         )
 
 
@@ -194,6 +199,16 @@ class Plan:
     @property
     def fingerprint(self) -> str:
         return fingerprint(self.kind, self.target, self.args)
+
+    def other_tables(self) -> tuple[str, ...]:
+        """Tables besides the target that the plan changes (quoted names), in plan order:
+        those its steps lock, and those its backfills write."""
+        names: list[str] = []
+        for s in self.steps:
+            names += s.tables
+            if s.backfill is not None:
+                names.append(render(sql.Identifier(s.backfill.schema, s.backfill.table)))
+        return tuple(n for n in dict.fromkeys(names) if n != self.target)
 
     def phases(self) -> list[Phase]:
         return [p for p in Phase if any(s.phase is p for s in self.steps)]

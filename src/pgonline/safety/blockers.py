@@ -201,17 +201,20 @@ class LockWatch:
         return result
 
     async def _log_holders(self, side: Conn) -> None:
-        try:
-            holders = await lock_holders(side, self.relation, self.step.lock, [self.our_pid])
-        except psycopg.Error as exc:
-            log.warning("cannot list lock holders", step=self.step.id, error=str(exc).strip())
-            return
-        if holders:
-            self.last = _culprit(holders)
-        for b in holders:
-            log.warning("session holds a conflicting lock; our step will wait for it",
-                        step=self.step.id, table=self.relation, lock=str(self.step.lock),
-                        **b.fields())
+        # A step that locks several tables (a cut-over across a foreign key)
+        # names them; blockers found later come from pg_blocking_pids, any table.
+        for relation in self.step.tables or (self.relation,):
+            try:
+                holders = await lock_holders(side, relation, self.step.lock, [self.our_pid])
+            except psycopg.Error as exc:
+                log.warning("cannot list lock holders", step=self.step.id, error=str(exc).strip())
+                return
+            if holders:
+                self.last = _culprit(holders)
+            for b in holders:
+                log.warning("session holds a conflicting lock; our step will wait for it",
+                            step=self.step.id, table=relation, lock=str(self.step.lock),
+                            **b.fields())
 
     async def _monitor(self, side: Conn) -> None:
         while True:
