@@ -155,3 +155,42 @@ def test_a_job_on_a_referencing_table_waits_for_the_job_converting_it(db, online
     assert r.code == 6, r.err
     assert "job 2" in r.err
     assert columns(db, "accounts")["id"][0] == "integer"
+
+
+def test_the_cutover_lock_of_several_tables_waits_at_most_one_lock_timeout_in_all(db, dsn):
+    """lock_timeout bounds each table's wait on its own; the cut-over's LOCK TABLE of every
+    table is bounded as a whole, so the application, queued behind the tables we already
+    hold, never waits longer than one lock_timeout."""
+    import threading
+    import time
+
+    from psycopg import sql
+
+    from pgonline.sql.render import render
+    from pgonline.strategies._references import _bounded_lock
+
+    db.execute("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE TABLE t3 (id int)")
+    holders = [psycopg.connect(dsn) for _ in range(2)]
+    for h, t in zip(holders, ("t2", "t3"), strict=True):
+        h.execute(f"SELECT * FROM {t}")  # noqa: S608 - an application transaction holds it
+    # t2 is released after 200 ms (within lock_timeout), t3 never: per table, the lock of
+    # t3 would then wait a full lock_timeout more (55P03 at ~500 ms).
+    threading.Timer(0.2, holders[0].rollback).start()
+    stmts = _bounded_lock([sql.Identifier(t) for t in ("t1", "t2", "t3")])
+    with psycopg.connect(dsn, autocommit=True) as ours:
+        ours.execute("SET lock_timeout = '300ms'")
+        ours.execute("SET statement_timeout = '10s'")
+        t0 = time.monotonic()
+        try:
+            with ours.transaction():
+                ours.execute(render(sql.SQL(";\n").join(stmts)))
+            raise AssertionError("the lock was taken while t3 was held")
+        except psycopg.errors.QueryCanceled:
+            waited = time.monotonic() - t0
+        # After the LOCK statement, the step's own statement_timeout is back.
+        with ours.transaction():
+            ours.execute(render(sql.SQL(";\n").join(stmts[:2] + stmts[3:])))
+            assert ours.execute("SHOW statement_timeout").fetchone() == ("10s",)
+    holders[1].close()
+    holders[0].close()
+    assert waited < 0.45, waited
