@@ -323,3 +323,26 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
             why_safe="dropping a constraint is a catalog-only change",
         ),
     ]
+
+
+def vacuum_step(t: TableFacts, *, step_id: str = "vacuum") -> Step:
+    """``VACUUM (ANALYZE)`` of the table right after its backfill.
+
+    The backfill left a dead row version for every row it updated, which
+    starts an autovacuum of the table; every later step that needs a lock
+    autovacuum holds (a VALIDATE, an index build, the cut-over) would wait
+    for it, for hours on a large table.  Our own VACUUM waits for that
+    autovacuum in the lock queue instead (see ``Step.vacuum``), so the server
+    cancels it after deadlock_timeout, unless it runs to prevent wraparound,
+    which is never cancelled; once ours is done, autovacuum finds nothing to do.
+    """
+    return Step(
+        id=step_id, phase=Phase.BACKFILL, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
+        transactional=False, vacuum=True,
+        description="vacuum and analyze the table: clear the row versions the backfill left "
+        "behind before any step needs a lock autovacuum would hold",
+        sql=render(sql.SQL("VACUUM (ANALYZE) {}").format(t.ident)),
+        why_safe="VACUUM holds SHARE UPDATE EXCLUSIVE, which blocks no read or write; it is "
+        "throttled by --vacuum-cost-delay, and --no-vacuum skips it",
+    )
+

@@ -32,6 +32,7 @@ from pgonline.strategies._ddl import (
     not_null_check_name,
     not_null_check_steps,
     require_batch_key,
+    vacuum_step,
 )
 from psycopg import sql
 
@@ -268,6 +269,7 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
             why_safe="each batch is its own short transaction; rows the application writes "
             "meanwhile were already synced by the trigger and are skipped",
         ),
+        vacuum_step(t),
     ]
     check = sql.Identifier(not_null_check_name(t, p.shadow))
     if col.column.not_null:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, require_batch_key
+from pgonline.strategies._ddl import not_null_steps, require_batch_key, vacuum_step
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from psycopg import sql
 
@@ -173,6 +173,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
             why_safe="each batch is its own short transaction; rows the application wrote "
             "meanwhile are skipped (re-checked under the row lock)",
         ),
+        vacuum_step(t),
     ]
     notes = ["staged path: " + ("the default is volatile, so PostgreSQL would rewrite the table"
                                 if facts.default is not None and facts.default.volatile

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_columns
+from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_columns, vacuum_step
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from psycopg import sql
 
@@ -139,6 +139,7 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
             why_safe="each batch is its own short transaction; a row the application filled "
             "meanwhile no longer matches IS NULL and is left alone",
         ))
+        steps.append(vacuum_step(t))
         notes.append(f"rows the application writes with {render(col)} NULL during the change "
                      f"get the backfill value (trigger {trigger.name}, computed from the row "
                      "as written); once NOT NULL is validated the trigger is dropped and a "

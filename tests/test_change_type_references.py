@@ -164,10 +164,10 @@ def test_the_cutover_lock_of_several_tables_waits_at_most_one_lock_timeout_in_al
     import threading
     import time
 
+    from pgonline.strategies._references import _bounded_lock
     from psycopg import sql
 
     from pgonline.sql.render import render
-    from pgonline.strategies._references import _bounded_lock
 
     db.execute("CREATE TABLE t1 (id int); CREATE TABLE t2 (id int); CREATE TABLE t3 (id int)")
     holders = [psycopg.connect(dsn) for _ in range(2)]

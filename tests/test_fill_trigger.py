@@ -67,7 +67,7 @@ def test_old_app_inserting_without_the_column_during_add_column_backfill_not_nul
     assert _not_null_validated(db, "token")
     assert helper_objects(db) == []
     assert [s for (s,) in db.execute("SELECT step_id FROM pgonline.steps ORDER BY ord")] == [
-        "add-column", "backfill", *not_null_step_ids(db), "drop-fill-trigger"]
+        "add-column", "backfill", "vacuum", *not_null_step_ids(db), "drop-fill-trigger"]
 
 
 def test_old_app_writing_nulls_during_set_not_null_backfill_gets_the_value(db, dsn, online):

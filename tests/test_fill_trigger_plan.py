@@ -28,8 +28,8 @@ def _add(major: int = 18, table: TableFacts | None = None, **kw: object):
 def test_trigger_is_created_in_the_add_column_step_and_dropped_last():
     plan = _add(backfill="md5(email)", not_null=True)
     ids = [s.id for s in plan.steps]
-    assert ids == ["add-column", "backfill", "check-nulls", "add-not-null", "validate-not-null",
-                   "drop-fill-trigger"]
+    assert ids == ["add-column", "backfill", "vacuum", "check-nulls", "add-not-null",
+                   "validate-not-null", "drop-fill-trigger"]
     add = plan.steps[0]
     assert add.sql is not None and add.transactional
     assert add.sql.index("ADD COLUMN") < add.sql.index("CREATE TRIGGER")

@@ -90,7 +90,8 @@ def test_online_add_column_becomes_the_staged_plan_under_concurrent_writes(tmp_p
     jobs = db.execute("SELECT kind, status, plan FROM pgonline.jobs ORDER BY id").fetchall()
     assert [(k, s) for k, s, _ in jobs] == [("add-column", "done"), ("add-index", "done")]
     plan = jobs[0][2] if isinstance(jobs[0][2], dict) else json.loads(jobs[0][2])
-    assert [s["id"] for s in plan["steps"]] == ["add-column", "backfill", *not_null_step_ids(db)]
+    assert [s["id"] for s in plan["steps"]] == ["add-column", "backfill", "vacuum",
+                                               *not_null_step_ids(db)]
     assert jobs[1][2]["steps"][0]["sql"] == (
         'CREATE INDEX CONCURRENTLY "users_email_idx" ON "public"."users" ("email")')
     assert jobs[1][2]["steps"][0]["transactional"] is False

@@ -54,6 +54,9 @@ class SessionSettings:
     # during a parallel build, 1.8 ms during a serial one).  An online change
     # should be gentle by default; raise it on a server with cores to spare.
     maintenance_workers: int | None = 0
+    # vacuum_cost_delay of our own VACUUM after a backfill (a manual VACUUM is
+    # unthrottled by default; autovacuum's own default is 2 ms).
+    vacuum_cost_delay_ms: float = 2.0
 
 
 # With neither --dsn nor DATABASE_URL: an empty conninfo, which libpq completes
@@ -130,9 +133,15 @@ RESET_TIMEOUTS = "RESET lock_timeout; RESET statement_timeout"
 
 
 def session_setup(settings: SessionSettings) -> sql.Composed | None:
-    """Session settings of the connection that runs our DDL (None: nothing to set)."""
-    if settings.maintenance_workers is None:
-        return None
-    return sql.SQL("SET max_parallel_maintenance_workers = {}").format(
-        sql.Literal(settings.maintenance_workers))
+    """Session settings of the connection that runs our DDL (None: nothing to set).
+
+    vacuum_cost_delay throttles only VACUUM and ANALYZE, which this session
+    runs only as a plan's vacuum step.
+    """
+    parts = [sql.SQL("SET vacuum_cost_delay = {}").format(
+        sql.Literal(f"{settings.vacuum_cost_delay_ms:g}ms"))]
+    if settings.maintenance_workers is not None:
+        parts.append(sql.SQL("SET max_parallel_maintenance_workers = {}").format(
+            sql.Literal(settings.maintenance_workers)))
+    return sql.SQL("; ").join(parts)
 

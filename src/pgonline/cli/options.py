@@ -157,6 +157,12 @@ def execution_options(*, backfill: bool = True, index_build: bool = True,
         click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
                      default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
                      help="statement_timeout of one batch."),
+        click.option("--no-vacuum", "skip_vacuum", is_flag=True,
+                     help="Skip the VACUUM (ANALYZE) step after the backfill (autovacuum then "
+                          "cleans up, and a later step may wait for it)."),
+        click.option("--vacuum-cost-delay", "vacuum_cost_delay_ms", type=click.FloatRange(0),
+                     default=_SESSION.vacuum_cost_delay_ms, show_default=True, metavar="MS",
+                     help="vacuum_cost_delay of that VACUUM (0: unthrottled)."),
     ]
     sessions = [
         click.option("--lock-timeout", "lock_timeout_ms", type=click.IntRange(1),
@@ -206,7 +212,8 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
     phase = kw.pop("phase", None)
     settings = SessionSettings(
         lock_timeout_ms=kw.pop("lock_timeout_ms"), maintenance_wait_s=kw.pop("maintenance_wait_s"),
-        maintenance_workers=kw.pop("maintenance_workers", _SESSION.maintenance_workers))
+        maintenance_workers=kw.pop("maintenance_workers", _SESSION.maintenance_workers),
+        vacuum_cost_delay_ms=kw.pop("vacuum_cost_delay_ms", _SESSION.vacuum_cost_delay_ms))
     low, initial, high = _batch_sizes(kw.pop("min_batch_size", _BATCH.min_size),
                                       kw.pop("batch_size", _BATCH.initial_size),
                                       kw.pop("max_batch_size", _BATCH.max_size))
@@ -222,6 +229,7 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
         max_attempts=kw.pop("max_retries"), phase=Phase(phase) if phase else None,
         reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
         postpone_contract=kw.pop("postpone_contract", False),
+        skip_vacuum=kw.pop("skip_vacuum", False),
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       throttles=build_throttles(kw), dry_run=kw.pop("dry_run"), out=click.echo)

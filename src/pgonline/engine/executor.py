@@ -64,6 +64,8 @@ class ExecOptions:
     reconnect_timeout_s: float = 60.0
     # Stop before the contract phase ("waiting for cut-over") until `online resume`.
     postpone_contract: bool = False
+    # Record a plan's vacuum step as done without running it (--no-vacuum).
+    skip_vacuum: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ class Executor:
         ``done_if`` covers a crash in between.
         """
         lock_ms = self.options.settings.lock_timeout_ms
+        if step.vacuum and status is StepStatus.DONE:
+            # In the lock queue, bounded only by the statement timeout: see Step.vacuum.
+            lock_ms = stmt_timeout_ms or 0
         if step.transactional:
             async with conn.transaction():
                 await conn.execute(timeouts(lock_ms, stmt_timeout_ms, local=True))
@@ -177,7 +182,8 @@ class Executor:
         if not step.transactional:
             await journal.set_step(conn, job_id, step.id, StepStatus.RUNNING)
 
-        wait_budget = settings.maintenance_wait_s if maintenance_wait.applies(step) else 0.0
+        wait_budget = (settings.maintenance_wait_s
+                       if maintenance_wait.applies(step) and not step.vacuum else 0.0)
 
         async def attempt() -> None:
             nonlocal wait_budget
@@ -385,6 +391,13 @@ class Executor:
                     self.progress.step_skipped(step, "done in an earlier run")
                 continue
             await self._check_request(conn, job.id)
+            if step.vacuum and self.options.skip_vacuum:
+                # Nothing structural depends on it: the job goes on as if it ran.
+                async with conn.transaction():
+                    await journal.set_step(conn, job.id, step.id, StepStatus.DONE)
+                self.progress.step_skipped(step, "--no-vacuum")
+                ran.append(step.id)
+                continue
             self.progress.step_started(i, len(plan.steps), step)
             s0 = time.monotonic()
             self._step_running = step.id

@@ -118,6 +118,13 @@ class Step:
     # plan's target: a change that spans the tables of a foreign key waits
     # for maintenance on each, and its lock watch looks at each.
     tables: tuple[str, ...] = ()
+    # A VACUUM (ANALYZE) of ours after a backfill.  Its lock, SHARE UPDATE
+    # EXCLUSIVE, conflicts with no read or write, so the executor lets it wait
+    # in the lock queue rather than outside it: a queued request makes the
+    # server cancel an autovacuum that blocks it after deadlock_timeout (an
+    # anti-wraparound one excepted), where waiting outside would wait the
+    # autovacuum out.  Throttled by --vacuum-cost-delay, skipped with --no-vacuum.
+    vacuum: bool = False
 
     def __post_init__(self) -> None:
         if (self.sql is None) == (self.backfill is None):
@@ -130,6 +137,8 @@ class Step:
             raise ValueError(f"step {self.id!r}: undo_cleanup_sql and undo_cleanup_if go together")
         if self.undo_cleanup_sql is not None and self.undo_sql is None:
             raise ValueError(f"step {self.id!r}: an undo cleanup needs an undo")
+        if self.vacuum and (self.transactional or self.sql is None):
+            raise ValueError(f"step {self.id!r}: a VACUUM runs outside a transaction")
 
     @property
     def is_backfill(self) -> bool:
@@ -167,6 +176,7 @@ class Step:
             undo_cleanup_if=data.get("undo_cleanup_if"),
             undo_cleanup_sql=data.get("undo_cleanup_sql"),
             tables=tuple(data.get("tables", ())),
+            vacuum=bool(data.get("vacuum", False)),
         )
 
 
