@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pgonline.strategies.add_index import (
     AddIndexArgs,
     AddIndexFacts,
@@ -13,7 +14,9 @@ from pgonline.strategies.create_index import CreateIndexArgs, CreateIndexFacts, 
 from pgonline.strategies.drop_index import DropIndexArgs, plan_drop_index
 
 from pgonline.catalog.facts import DropIndexFacts
-from tests.plans.tables import USERS
+from pgonline.catalog.partitions import Partition, PartitionTree
+from pgonline.errors import CatalogError
+from tests.plans.tables import EVENTS_PARTITIONED, USERS
 
 
 def test_add_index_builds_concurrently_with_a_cleanup_of_an_invalid_leftover(snapshot):
@@ -51,3 +54,37 @@ def test_create_index_runs_the_migrations_statement_concurrently_and_converges_o
         index="users_email_idx", if_not_exists=True)
     snapshot("create-index", plan_create_index(
         CreateIndexFacts(table='"public"."users"', schema="public"), args))
+
+
+def _events_tree() -> PartitionTree:
+    """events PARTITION BY RANGE (id): a hash-partitioned range, a list-partitioned range
+    (sub-partitions), a plain range and a DEFAULT partition."""
+    def part(name: str, parent: str, level: int, kind: str = "r", key: tuple[str, ...] = ()
+             ) -> Partition:
+        return Partition(oid=17000 + len(name), schema="public", name=name, parent_schema="public",
+                         parent_name=parent, level=level, kind=kind, key_columns=key)
+    return PartitionTree(key_columns=("id",), key_has_expressions=False, partitions=(
+        part("events_r1", "events", 1, "p", ("id",)),
+        part("events_r1_h0", "events_r1", 2), part("events_r1_h1", "events_r1", 2),
+        part("events_r2", "events", 1, "p", ("kind",)),
+        part("events_r2_a", "events_r2", 2),
+        part("events_def", "events", 1),
+    ))
+
+
+def test_add_index_on_a_partitioned_table_builds_each_leaf_concurrently_and_attaches_it(snapshot):
+    tree = _events_tree()
+    args = AddIndexArgs(name="events_hits_idx", columns=("hits",), where="hits > 0")
+    facts = AddIndexFacts(EVENTS_PARTITIONED, partitioned=True, existing=None, partitions=tree,
+                          pieces=(None,) * len(tree.partitions))
+    snapshot("add-index-partitioned", plan_add_index(facts, args))
+
+
+def test_add_index_unique_on_a_partitioned_table_needs_every_levels_partition_key():
+    tree = _events_tree()
+    facts = AddIndexFacts(EVENTS_PARTITIONED, partitioned=True, existing=None, partitions=tree,
+                          pieces=(None,) * len(tree.partitions))
+    with pytest.raises(CatalogError, match=r"must include all partition key columns; \(id\) "
+                                           r"lacks kind"):
+        plan_add_index(facts, AddIndexArgs(name="u", columns=("id",), unique=True))
+    plan_add_index(facts, AddIndexArgs(name="u", columns=("kind", "id"), unique=True))
