@@ -219,3 +219,112 @@ def partitioned_index_steps(schema: str, table: str, tree: PartitionTree, index:
     walk(schema, table)
     steps.append(_check_valid_step(root, schema, index))
     return steps
+
+
+# -- a UNIQUE / PRIMARY KEY constraint on a partitioned table ------------------------------
+
+KEY_TAG = "$pgonline_key$"
+
+
+def _add_key_step(schema: str, table: str, name: str, columns: Sequence[str],
+                  primary: bool) -> Step:
+    """``ALTER TABLE parent ADD CONSTRAINT name UNIQUE | PRIMARY KEY (cols)``, catalog only.
+
+    PostgreSQL refuses ``ADD CONSTRAINT ... USING INDEX`` on a partitioned
+    table, but its plain ``ADD CONSTRAINT`` looks in every partition for a
+    matching unique index *that backs a constraint* and attaches it instead
+    of building one (creating the sub-partitions' partitioned indexes, which
+    are catalog entries).  With every leaf's constraint in place (the steps
+    before) it builds nothing: measured 3.6 ms (PostgreSQL 18) and 7.9 ms
+    (15) on 300 000 rows, against 89 and 109 ms for the build.  A leaf with
+    rows and no such constraint (a partition attached while the job ran)
+    would be indexed inside this statement under its locks, so the step
+    takes the parent's lock first, then refuses if there is one.
+    """
+    root = sql.Identifier(schema, table)
+    con = sql.Identifier(name)
+    what = "PRIMARY KEY" if primary else "UNIQUE"
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    wanted = sql.SQL("ARRAY[{}]::name[]").format(
+        sql.SQL(", ").join(sql.Literal(c) for c in columns))
+    body = sql.SQL(
+        "DECLARE missing text;\nBEGIN\n"
+        "  LOCK TABLE {root} IN ACCESS EXCLUSIVE MODE;\n"
+        "  SELECT string_agg(p.relid::regclass::text, ', ' ORDER BY p.relid::regclass::text)\n"
+        "    INTO missing FROM pg_partition_tree({lit}::regclass) p\n"
+        "   WHERE p.isleaf AND pg_relation_size(p.relid) > 0 AND NOT EXISTS (\n"
+        "     SELECT 1 FROM pg_constraint k JOIN pg_index x ON x.indexrelid = k.conindid\n"
+        "      WHERE k.conrelid = p.relid AND k.contype IN ('u', 'p') AND x.indisvalid\n"
+        "        AND (SELECT array_agg(a.attname ORDER BY o.n) FROM unnest(x.indkey::int2[])\n"
+        "             WITH ORDINALITY AS o(attnum, n) JOIN pg_attribute a\n"
+        "             ON a.attrelid = x.indrelid AND a.attnum = o.attnum) = {wanted});\n"
+        "  IF missing IS NOT NULL THEN\n"
+        "    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',\n"
+        "      MESSAGE = 'partitions with rows but no unique constraint on the key: ' || missing,\n"
+        "      HINT = 'adding the constraint would build their index under ACCESS EXCLUSIVE: give"
+        " each one (CREATE UNIQUE INDEX CONCURRENTLY, ALTER TABLE ONLY ... ADD CONSTRAINT ..."
+        " USING INDEX), then resume; or roll back';\n"
+        "  END IF;\n"
+        "  ALTER TABLE {root} ADD CONSTRAINT {con} {what} ({cols});\n"
+        "END"
+    ).format(root=root, lit=sql.Literal(render(root)), wanted=wanted, con=con,
+             what=sql.SQL(what), cols=cols)
+    if KEY_TAG in render(body):
+        raise CatalogError(f"names must not contain {KEY_TAG}")
+    return Step(
+        id="add-constraint", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+        description=f"add {what} constraint {render(con)} on the parent: it adopts every "
+        "partition's constraint instead of building",
+        sql=render(sql.SQL("DO {tag}\n{body}\n{tag}").format(tag=sql.SQL(KEY_TAG), body=body)),
+        done_if=render(sql.SQL(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass({})"
+            " AND conname = {})").format(sql.Literal(render(root)), sql.Literal(name))),
+        # Dropping the parent's constraint drops every partition's with it.
+        undo_sql=render(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(root, con)),
+        why_safe="each partition's constraint already proves uniqueness within it, and the key "
+        "contains the partition key: PostgreSQL attaches them (catalog only, under ACCESS "
+        "EXCLUSIVE on the parent and SHARE or ACCESS EXCLUSIVE on each partition, for "
+        "milliseconds); partitions with rows and no constraint are refused before that",
+    )
+
+
+def partitioned_key_steps(schema: str, table: str, tree: PartitionTree, name: str,
+                          columns: Sequence[str], *, primary: bool) -> list[Step]:
+    """A UNIQUE / PRIMARY KEY constraint on a partitioned table, one leaf at a time.
+
+    Per leaf: the unique index CONCURRENTLY (restartable, as add-index), then
+    ``ALTER TABLE ONLY leaf ADD CONSTRAINT piece UNIQUE USING INDEX piece``
+    (ACCESS EXCLUSIVE on that leaf for a catalog update).  Then the parent's
+    constraint, which adopts them (:func:`_add_key_step`).  Rollback: the
+    parent's constraint goes with every partition's; constraints and indexes
+    of leaves not adopted yet are dropped one by one.
+    """
+    what = "PRIMARY KEY" if primary else "UNIQUE"
+    keys = [sql.Identifier(c) for c in columns]
+    definition = (True, sql.SQL("({})").format(sql.SQL(", ").join(keys)), sql.SQL(""))
+    number = {(p.schema, p.name): i for i, p in enumerate(tree.partitions, 1)}
+    steps: list[Step] = []
+    for p in tree.leaves:
+        piece = piece_name(name, p)
+        n = number[(p.schema, p.name)]
+        steps.append(concurrent_index_step(
+            step_id=f"build-p{n}", target=p.ident, schema=p.schema, index=piece,
+            statement=create_index_sql(piece, p.ident, definition, concurrently=True),
+            description=f"build unique index {render(sql.Identifier(p.schema, piece))} on "
+            f"partition {p.display} CONCURRENTLY (outside a transaction)"))
+        steps.append(Step(
+            id=f"constrain-p{n}", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
+            description=f"make it {what} constraint {render(sql.Identifier(piece))} of "
+            f"{p.display}",
+            sql=render(sql.SQL("ALTER TABLE ONLY {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+                p.ident, sql.Identifier(piece), sql.SQL(what), sql.Identifier(piece))),
+            done_if=render(sql.SQL(
+                "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass({})"
+                " AND conname = {})").format(sql.Literal(p.display), sql.Literal(piece))),
+            undo_sql=render(sql.SQL("ALTER TABLE ONLY {} DROP CONSTRAINT IF EXISTS {}").format(
+                p.ident, sql.Identifier(piece))),
+            why_safe="the valid unique index already proves uniqueness: a catalog update "
+            "under ACCESS EXCLUSIVE on this partition only",
+        ))
+    steps.append(_add_key_step(schema, table, name, columns, primary))
+    return steps

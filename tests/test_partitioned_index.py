@@ -16,7 +16,15 @@ import psycopg
 from tests.conftest import spawn_online
 from tests.support.chaos import replay, row_differences, start_writer
 from tests.support.online_load import MAX_LATENCY_MS, crash, wait_for
-from tests.support.partitioned import ROWS, WRITER, create_events, initial_rows, leaves, rows
+from tests.support.partitioned import (
+    ROWS,
+    WRITER,
+    create_events,
+    initial_rows,
+    leaves,
+    rows,
+    run_while_writing,
+)
 from tests.support.tables import schema_snapshot
 
 LOCK_TIMEOUT = "500"
@@ -50,8 +58,9 @@ def test_index_is_built_leaf_by_leaf_under_writes_and_becomes_valid(db, dsn, onl
     writer = start_writer(dsn, WRITER, tmp_path / "w.log", name="app", partition="0/1",
                           initial_max=ROWS, seed=13, rate=200)
     try:
-        r = online("add-index", "events", "hits", "--where", "hits >= 0",
-                   "--lock-timeout", LOCK_TIMEOUT)
+        r, during = run_while_writing(writer, online, "add-index", "events", "hits", "--where",
+                                      "hits >= 0", "--lock-timeout", LOCK_TIMEOUT)
+        assert during > 5, during  # writes committed while the change ran
     finally:
         writer.stop()
     assert r.code == 0, r.err
@@ -95,7 +104,9 @@ def test_crash_mid_leaf_resumes_that_leaf_and_a_partition_created_meanwhile_gets
         invalid = db.execute("SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid ="
                              " x.indexrelid WHERE NOT x.indisvalid AND c.relkind = 'i'").fetchone()
         assert invalid == (1,)  # the killed build's leftover on its leaf
-        r = online("add-index", "events", "note", "--lock-timeout", LOCK_TIMEOUT)
+        r, during = run_while_writing(writer, online, "add-index", "events", "note",
+                                      "--lock-timeout", LOCK_TIMEOUT)
+        assert during > 5, during  # writes committed while the change ran
     finally:
         writer.stop()
     assert r.code == 0, r.err
@@ -171,7 +182,9 @@ def test_a_migrations_create_index_on_a_partitioned_table_is_built_piece_by_piec
     writer = start_writer(dsn, WRITER, tmp_path / "w.log", name="app", partition="0/1",
                           initial_max=ROWS, seed=3, rate=150)
     try:
-        r = online("migrate", "up", str(d), "--online", "--lock-timeout", LOCK_TIMEOUT)
+        r, during = run_while_writing(writer, online, "migrate", "up", str(d), "--online",
+                                      "--lock-timeout", LOCK_TIMEOUT)
+        assert during > 5, during  # writes committed while the change ran
     finally:
         writer.stop()
     assert r.code == 0, r.err

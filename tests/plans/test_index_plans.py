@@ -88,3 +88,19 @@ def test_add_index_unique_on_a_partitioned_table_needs_every_levels_partition_ke
                                            r"lacks kind"):
         plan_add_index(facts, AddIndexArgs(name="u", columns=("id",), unique=True))
     plan_add_index(facts, AddIndexArgs(name="u", columns=("kind", "id"), unique=True))
+
+
+def test_add_unique_on_a_partitioned_table_constrains_each_leaf_then_the_parent_adopts_them(
+        snapshot):
+    from pgonline.strategies.add_unique import AddUniqueArgs, AddUniqueFacts, plan_add_unique
+
+    from pgonline.catalog.facts import DataViolations
+
+    tree = _events_tree()
+    facts = AddUniqueFacts(EVENTS_PARTITIONED, None, DataViolations(0), partitions=tree,
+                           pieces=(None,) * len(tree.partitions))
+    snapshot("add-unique-partitioned",
+             plan_add_unique(facts, AddUniqueArgs(name="events_id_kind_key",
+                                                  columns=("id", "kind"))))
+    with pytest.raises(CatalogError, match=r"lacks kind"):
+        plan_add_unique(facts, AddUniqueArgs(name="k", columns=("id",)))
