@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pgonline.strategies._partitioned_constraints import leaf_validate_steps
 from psycopg import sql
 
 from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.catalog.suggestions import missing_column
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import CatalogError, PreflightError
@@ -298,7 +300,8 @@ def validate_not_null_step(t: TableFacts, name: str, column: str, *, step_id: st
     )
 
 
-def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
+def not_null_steps(t: TableFacts, column: str, *, major: int,
+                   partitions: PartitionTree | None = None) -> list[Step]:
     """Make ``column`` NOT NULL without scanning under a blocking lock (all transactional).
 
     First a read-only count of the NULLs (:func:`no_nulls_step`), so that no
@@ -311,6 +314,15 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
     """
     table, col = t.ident, sql.Identifier(column)
     scan_why = "VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"
+
+    def per_leaf(name: str) -> list[Step]:
+        # A partitioned table: each leaf validates the constraint it inherited
+        # (same name) in its own step; the parent's VALIDATE then scans nothing
+        # (_partitioned_constraints).
+        if partitions is None:
+            return []
+        return leaf_validate_steps(partitions, name, why_safe=scan_why)
+
     if major >= 18:
         name = not_null_constraint_name(t, column)
         return [
@@ -318,6 +330,7 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
             add_not_valid_step(t, name, sql.SQL("NOT NULL {}").format(col), step_id="add-not-null",
                                phase=Phase.CONTRACT,
                                description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)"),
+            *per_leaf(name),
             validate_not_null_step(
                 t, name, column, step_id="validate-not-null",
                 description="validate it against existing rows: the column is then NOT NULL",
@@ -330,6 +343,7 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
         add_not_valid_step(t, name, sql.SQL("CHECK ({} IS NOT NULL)").format(col),
                            step_id="add-check", phase=Phase.CONTRACT,
                            description="add CHECK (col IS NOT NULL) NOT VALID"),
+        *per_leaf(name),
         validate_not_null_step(t, name, column, step_id="validate-check",
                                description="validate the check against existing rows",
                                why_safe=scan_why),

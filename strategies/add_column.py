@@ -185,7 +185,8 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
         notes.append(f"rows the application writes during the change get {got} "
                      f"(trigger {trigger.name}, computed from the row as written)")
     if args.not_null:
-        steps += not_null_steps(t, args.column, major=facts.server.major)
+        steps += not_null_steps(t, args.column, major=facts.server.major,
+                                partitions=facts.partitions)
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     if trigger is not None:

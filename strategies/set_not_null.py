@@ -149,7 +149,8 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
         notes.append("the NULLs are counted again right before the NOT VALID constraint: if "
                      "the application wrote new ones, the job stops there with nothing "
                      "constrained")
-    steps += not_null_steps(t, args.column, major=facts.server.major)
+    steps += not_null_steps(t, args.column, major=facts.server.major,
+                            partitions=facts.partitions)
     if trigger is not None:
         # Without a default, the code that wrote the NULLs keeps working only
         # while the trigger fills them, so the trigger drop waits for the operator.

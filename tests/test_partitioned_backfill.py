@@ -115,6 +115,13 @@ def test_set_not_null_backfill_on_a_partitioned_table(db, dsn, online, tmp_path:
         writer.stop()
     assert r.code == 0, r.err
     assert len(_backfill_steps(db)) == 6
+    (plan,) = db.execute("SELECT plan FROM pgonline.jobs").fetchone()
+    ids = [s["id"] for s in plan["steps"]]
+    # The constraint is validated on each leaf, then on the parent (no rescan).
+    leaf_validates = [i for i in ids if i.startswith("validate-p")]
+    assert len(leaf_validates) == 6
+    assert ids.index(leaf_validates[-1]) + 1 == ids.index(
+        "validate-not-null" if "validate-not-null" in ids else "validate-check")
     expected, report = replay({i: {**v, "note": None if i % 7 == 0 else v["note"]}
                                for i, v in initial_rows().items()}, [writer])
     assert report.errors == [] and report.missing == []

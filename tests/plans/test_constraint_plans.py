@@ -98,3 +98,15 @@ def test_add_foreign_key_on_a_partitioned_table_validates_per_leaf_then_the_pare
     snapshot("add-foreign-key-partitioned", plan_add_foreign_key(facts, AddForeignKeyArgs(
         name="events_kind_fkey", columns=("kind",), ref_table='"public"."kinds"',
         ref_columns=("kind",), on_delete="cascade")))
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_set_not_null_on_a_partitioned_table_validates_each_leaf_before_the_parent(snapshot,
+                                                                                   server):
+    from tests.plans.tables import EVENTS_PARTITIONED
+    from tests.plans.test_index_plans import _events_tree
+
+    facts = SetNotNullFacts(SERVERS[server], EVENTS_PARTITIONED, null_rows=10,
+                            partitions=_events_tree())
+    snapshot(f"set-not-null-partitioned-{server}",
+             plan_set_not_null(facts, SetNotNullArgs(column="hits", backfill="0")))
