@@ -8,6 +8,7 @@ saw committed is checked row by row.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,13 @@ def test_backfill_resumed_after_a_crash_continues_in_its_leaf_and_updates_every_
         crash(proc, db)
         done = dict(db.execute("SELECT step_id, status FROM pgonline.steps").fetchall())
         assert done["backfill-p3"] == "done" and done["backfill-p6"] == "running", done
+        # online status totals over every leaf, not the first leaf's walk.
+        st = online("status", "1", "--format", "json")
+        assert st.code == 0, st.err
+        job = json.loads(st.out)
+        assert ROWS * 0.3 < job["rows_done"] < job["rows_total"], job
+        assert abs(job["rows_total"] - ROWS) < ROWS * 0.2, job
+        assert 25 < job["percent"] < 95, job
         r = online("resume", "1", "--lock-timeout", LOCK_TIMEOUT)
     finally:
         writer.stop()
