@@ -104,3 +104,32 @@ def test_add_unique_on_a_partitioned_table_constrains_each_leaf_then_the_parent_
                                                   columns=("id", "kind"))))
     with pytest.raises(CatalogError, match=r"lacks kind"):
         plan_add_unique(facts, AddUniqueArgs(name="k", columns=("id",)))
+
+
+def test_partitioned_index_refusals_name_the_postgresql_limitation():
+    import dataclasses
+
+    tree = _events_tree()
+    foreign = dataclasses.replace(tree, partitions=(
+        *tree.partitions,
+        Partition(oid=18000, schema="public", name="events_remote", parent_schema="public",
+                  parent_name="events", level=1, kind="f")))
+    facts = AddIndexFacts(EVENTS_PARTITIONED, partitioned=True, existing=None, partitions=foreign,
+                          pieces=(None,) * len(foreign.partitions))
+    with pytest.raises(CatalogError, match=r"foreign-table partitions \(\"public\".\"events_remote\""
+                                           r"\); PostgreSQL cannot index a foreign table"):
+        plan_add_index(facts, AddIndexArgs(name="i", columns=("hits",)))
+    by_expr = dataclasses.replace(tree, key_columns=(), key_has_expressions=True)
+    facts = AddIndexFacts(EVENTS_PARTITIONED, partitioned=True, existing=None, partitions=by_expr,
+                          pieces=(None,) * len(by_expr.partitions))
+    with pytest.raises(CatalogError, match="partitioned by an expression"):
+        plan_add_index(facts, AddIndexArgs(name="u", columns=("id", "kind"), unique=True))
+    # A non-unique index on the same table is fine.
+    plan_add_index(facts, AddIndexArgs(name="i", columns=("hits",)))
+    # An index of that name that is not ours on a partition: refused, nothing built.
+    taken = (ExistingRelation(kind="r", on_table=False, valid=False),
+             *(None,) * (len(tree.partitions) - 1))
+    facts = AddIndexFacts(EVENTS_PARTITIONED, partitioned=True, existing=None, partitions=tree,
+                          pieces=taken)
+    with pytest.raises(CatalogError, match="already exists"):
+        plan_add_index(facts, AddIndexArgs(name="i", columns=("hits",)))
