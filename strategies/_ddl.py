@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pgonline.strategies._partitioned_constraints import leaf_validate_steps
 from psycopg import sql
 
 from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.catalog.suggestions import missing_column
 from pgonline.engine.plan import LockLevel, Phase, Step
 from pgonline.errors import CatalogError, PreflightError
@@ -92,21 +94,46 @@ def build_index_step(*, step_id: str, table: TableFacts, index: str, unique: boo
       for old transactions, a duplicate key, a killed session); it is dropped
       concurrently before each attempt, so the next attempt starts clean.
     """
-    create = sql.SQL("CREATE {}INDEX CONCURRENTLY {} ON {}{} ({})").format(
+    definition = index_definition(unique=unique, keys=keys, using=using, where=where)
+    return concurrent_index_step(
+        step_id=step_id, target=table.ident, schema=table.schema, index=index,
+        statement=create_index_sql(index, table.ident, definition, concurrently=True),
+        description=description)
+
+
+def index_definition(*, unique: bool, keys: Sequence[sql.Composable], using: str | None,
+                     where: str | None) -> tuple[bool, sql.Composable, sql.Composable]:
+    """(unique, ``[USING m] (keys)``, ``[WHERE (pred)]``): what the index is, wherever it is built."""
+    body = sql.SQL("{}({})").format(
+        sql.SQL("") if using is None else sql.SQL("USING {} ").format(sql.Identifier(using)),
+        sql.SQL(", ").join(keys))
+    pred = sql.SQL("") if where is None else sql.SQL(" WHERE ({})").format(sql.SQL(where))
+    return unique, body, pred
+
+
+def create_index_sql(index: str, target: sql.Identifier,
+                     definition: tuple[bool, sql.Composable, sql.Composable], *,
+                     concurrently: bool = False, only: bool = False) -> str:
+    """``CREATE [UNIQUE] INDEX [CONCURRENTLY] index ON [ONLY] target ...``."""
+    unique, body, pred = definition
+    return render(sql.SQL("CREATE {}INDEX {}{} ON {}{} {}{}").format(
         sql.SQL("UNIQUE " if unique else ""),
-        sql.Identifier(index),
-        table.ident,
-        sql.SQL("") if using is None else sql.SQL(" USING {}").format(sql.Identifier(using)),
-        sql.SQL(", ").join(keys),
-    )
-    if where is not None:
-        create = sql.SQL("{} WHERE ({})").format(create, sql.SQL(where))
-    drop = drop_index_concurrently(table.schema, index)
+        sql.SQL("CONCURRENTLY " if concurrently else ""),
+        sql.Identifier(index), sql.SQL("ONLY " if only else ""), target, body, pred))
+
+
+def concurrent_index_step(*, step_id: str, target: sql.Identifier, schema: str, index: str,
+                          statement: str, description: str) -> Step:
+    """:func:`build_index_step` on any table (a partition too): ``statement`` is its
+    ``CREATE INDEX CONCURRENTLY index ON target ...``."""
+    table = render(target)
+    drop = drop_index_concurrently(schema, index)
     return Step(
         id=step_id, phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
-        transactional=False, description=description, sql=render(create),
-        done_if=index_exists_query(table.display, table.schema, index, valid=True),
-        cleanup_if=index_exists_query(table.display, table.schema, index, valid=False),
+        transactional=False, description=description,
+        sql=statement,
+        done_if=index_exists_query(table, schema, index, valid=True),
+        cleanup_if=index_exists_query(table, schema, index, valid=False),
         cleanup_sql=drop,
         # DROP INDEX CONCURRENTLY cannot run in a transaction either; the
         # rollback runs a non-transactional step's undo in autocommit mode.
@@ -273,7 +300,8 @@ def validate_not_null_step(t: TableFacts, name: str, column: str, *, step_id: st
     )
 
 
-def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
+def not_null_steps(t: TableFacts, column: str, *, major: int,
+                   partitions: PartitionTree | None = None) -> list[Step]:
     """Make ``column`` NOT NULL without scanning under a blocking lock (all transactional).
 
     First a read-only count of the NULLs (:func:`no_nulls_step`), so that no
@@ -286,6 +314,15 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
     """
     table, col = t.ident, sql.Identifier(column)
     scan_why = "VALIDATE scans under SHARE UPDATE EXCLUSIVE: reads and writes continue"
+
+    def per_leaf(name: str) -> list[Step]:
+        # A partitioned table: each leaf validates the constraint it inherited
+        # (same name) in its own step; the parent's VALIDATE then scans nothing
+        # (_partitioned_constraints).
+        if partitions is None:
+            return []
+        return leaf_validate_steps(partitions, name, why_safe=scan_why)
+
     if major >= 18:
         name = not_null_constraint_name(t, column)
         return [
@@ -293,6 +330,7 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
             add_not_valid_step(t, name, sql.SQL("NOT NULL {}").format(col), step_id="add-not-null",
                                phase=Phase.CONTRACT,
                                description="add the NOT NULL constraint NOT VALID (PostgreSQL >= 18)"),
+            *per_leaf(name),
             validate_not_null_step(
                 t, name, column, step_id="validate-not-null",
                 description="validate it against existing rows: the column is then NOT NULL",
@@ -305,6 +343,7 @@ def not_null_steps(t: TableFacts, column: str, *, major: int) -> list[Step]:
         add_not_valid_step(t, name, sql.SQL("CHECK ({} IS NOT NULL)").format(col),
                            step_id="add-check", phase=Phase.CONTRACT,
                            description="add CHECK (col IS NOT NULL) NOT VALID"),
+        *per_leaf(name),
         validate_not_null_step(t, name, column, step_id="validate-check",
                                description="validate the check against existing rows",
                                why_safe=scan_why),

@@ -84,9 +84,7 @@ def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str, *,
     name = render(sql.Identifier(col.name))
     where = f"{name} of {table.display}"
     if col.relkind == "p":
-        raise CatalogError(f"cannot {verb} {where}: partitioned tables are not supported "
-                           "(CREATE INDEX CONCURRENTLY does not run on them)",
-                           hint="change each partition, or use a maintenance window")
+        refuse_partitioned(table, col, verb, name)
     if col.generated:
         raise CatalogError(f"cannot {verb} {where}: it is a generated column")
     if col.identity or (col.sequence is not None and col.sequence.identity):
@@ -134,6 +132,58 @@ def refuse_unmovable(table: TableFacts, col: ColumnDetails, verb: str, *,
         if ix.deferrable:
             raise CatalogError(f"cannot {verb} {where}: constraint {ix.constraint} is "
                                "DEFERRABLE, which ADD CONSTRAINT ... USING INDEX cannot recreate")
+
+
+def refuse_partitioned(table: TableFacts, col: ColumnDetails, verb: str, name: str) -> None:
+    """Why the shadow-column path cannot (or does not yet) run on partitioned ``table``.
+
+    The reasons, in order: a partition key column cannot be dropped or
+    retyped at all (PostgreSQL refuses); a primary key or unique constraint
+    on the column would have to be moved with ``ADD CONSTRAINT ... USING
+    INDEX``, which PostgreSQL does not support on partitioned tables; the
+    twin indexes on the shadow column need ``CREATE INDEX CONCURRENTLY``,
+    which does not run on a partitioned table; and the cut-over (rename and
+    drop) takes ACCESS EXCLUSIVE on the parent and every partition in one
+    transaction, a path pgonline does not run yet.
+    """
+    renaming = verb == "rename"
+    if renaming:
+        hint = ("a plain ALTER TABLE ... RENAME COLUMN on the parent is a catalog update (brief "
+                "ACCESS EXCLUSIVE on the parent and its partitions), but code using the old "
+                "name breaks at that moment; deploy code that reads both names first")
+    else:
+        hint = ("every partition must have the parent's column types, so the type changes on "
+                "the whole tree at once: ALTER TABLE ... ALTER COLUMN ... TYPE in a maintenance "
+                "window (it rewrites every partition under ACCESS EXCLUSIVE unless the change "
+                "is binary-coercible, such as varchar(n) to text), or build a new partitioned "
+                "table and move the rows")
+    where = f"{name} of partitioned table {table.display}"
+    if col.in_partition_key:
+        raise CatalogError(
+            f"cannot {verb} {where}: it is in the partition key of {table.display} (or of a "
+            "sub-partitioned partition); PostgreSQL cannot drop"
+            + ("" if renaming else " or retype")
+            + " a partition key column, so no shadow column can replace it",
+            hint="a partition key is fixed for the life of the table: build a new partitioned "
+            "table and move the rows" if not renaming else hint)
+    keys = [ix for ix in col.indexes if ix.constraint_type in ("p", "u")]
+    if keys:
+        raise CatalogError(
+            f"cannot {verb} {where}: the cut-over moves "
+            f"constraint {keys[0].constraint} to the new column with ADD CONSTRAINT ... USING "
+            "INDEX, which PostgreSQL does not support on partitioned tables", hint=hint)
+    if col.indexes:
+        names = ", ".join(ix.name for ix in col.indexes)
+        raise CatalogError(
+            f"cannot {verb} {where}: its indexes ({names}) "
+            "must be rebuilt on the new column, and CREATE INDEX CONCURRENTLY does not run on "
+            "a partitioned table (pgonline builds partitioned indexes per partition only in "
+            "add-index and add-unique so far)", hint=hint)
+    raise CatalogError(
+        f"cannot {verb} {where}: pgonline does not run the "
+        "shadow-column change on partitioned tables yet (its cut-over renames and drops the "
+        "column under ACCESS EXCLUSIVE on the parent and every partition in one transaction, "
+        "a path it does not test)", hint=hint)
 
 
 def _listing(deps: Sequence[Dependent]) -> str:

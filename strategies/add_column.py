@@ -34,13 +34,16 @@ from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps, require_batch_key, vacuum_step
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
+from pgonline.strategies._leaf_backfill import backfill_steps
+from pgonline.strategies.backfill_set import leaf_tree
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
 from pgonline.catalog import tables
 from pgonline.catalog.facts import ExpressionFacts, ServerFacts, TableFacts
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.connection import Conn
-from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
 from pgonline.registry import Arg, Change, Command, Opt, strategy
 from pgonline.sql import expressions
@@ -63,6 +66,7 @@ class AddColumnFacts:
     table: TableFacts
     default: ExpressionFacts | None
     has_rows: bool
+    partitions: PartitionTree | None = None  # a partitioned table: backfilled leaf by leaf
 
 
 def parse(table: str, column: str, type_: str, *, default: str | None = None,
@@ -86,7 +90,8 @@ async def gather(conn: Conn, table: TableFacts, args: AddColumnArgs) -> AddColum
         await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column,
                                                       args.type_sql)
     return AddColumnFacts(server=await tables.server_facts(conn), table=table, default=probed,
-                          has_rows=await tables.has_rows(conn, table))
+                          has_rows=await tables.has_rows(conn, table),
+                          partitions=await leaf_tree(conn, table))
 
 
 COMMAND = Command(
@@ -162,14 +167,11 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
             id="add-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description=description, sql=add_sql, undo_sql=undo, why_safe=why,
         ),
-        Step(
-            id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
+        *backfill_steps(
+            t, facts.partitions, key=key,
+            set_sql=render(sql.SQL("{} = ({})").format(col, sql.SQL(fill))),
+            where_sql=render(sql.SQL("{} IS NULL").format(col)),
             description="fill existing rows in short keyset batches",
-            backfill=BackfillSpec(
-                schema=t.schema, table=t.name, key_columns=key,
-                set_sql=render(sql.SQL("{} = ({})").format(col, sql.SQL(fill))),
-                where_sql=render(sql.SQL("{} IS NULL").format(col)),
-            ),
             why_safe="each batch is its own short transaction; rows the application wrote "
             "meanwhile are skipped (re-checked under the row lock)",
         ),
@@ -184,7 +186,8 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
         notes.append(f"rows the application writes during the change get {got} "
                      f"(trigger {trigger.name}, computed from the row as written)")
     if args.not_null:
-        steps += not_null_steps(t, args.column, major=facts.server.major)
+        steps += not_null_steps(t, args.column, major=facts.server.major,
+                                partitions=facts.partitions)
         if facts.server.major < 12:
             notes.append("PostgreSQL < 12 scans the table for SET NOT NULL under ACCESS EXCLUSIVE")
     if trigger is not None:

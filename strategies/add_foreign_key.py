@@ -26,11 +26,14 @@ from pgonline.strategies._ddl import (
     require_columns,
     validate_step,
 )
+from pgonline.strategies._partitioned_constraints import fk_piece_name, partitioned_fk_steps
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
+from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import DataViolations, TableFacts
+from pgonline.catalog.partitions import PartitionTree, partition_tree
 from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
@@ -56,6 +59,7 @@ class AddForeignKeyFacts:
     table: TableFacts
     referenced: TableFacts
     violations: DataViolations
+    partitions: PartitionTree | None = None  # the referencing table is partitioned
 
 
 def default_fk_name(table: str, columns: tuple[str, ...]) -> str:
@@ -175,7 +179,9 @@ async def gather(conn: Conn, table: TableFacts, args: AddForeignKeyArgs) -> AddF
     check_shape(table, ref, args)
     # Pre-flight, read-only: rows VALIDATE would reject.
     found = await preflight.orphans(conn, table, args.columns, ref, args.ref_columns)
-    return AddForeignKeyFacts(table=table, referenced=ref, violations=found)
+    tree = (await partition_tree(conn, table.oid)
+            if await index_catalog.is_partitioned(conn, table.oid) else None)
+    return AddForeignKeyFacts(table=table, referenced=ref, violations=found, partitions=tree)
 
 
 COMMAND = Command(
@@ -212,6 +218,8 @@ def plan_add_foreign_key(facts: AddForeignKeyFacts, args: AddForeignKeyArgs) -> 
     if args.on_delete is not None:
         # A fixed keyword from ON_DELETE_ACTIONS, never user text.
         fk = sql.SQL("{} ON DELETE {}").format(fk, sql.SQL(args.on_delete.upper()))
+    if facts.partitions is not None:
+        return _plan_partitioned(facts, args)
     fk = sql.SQL("{} NOT VALID").format(fk)
     notes = [
         f"add-constraint locks {t.display} and {ref.display} in SHARE ROW EXCLUSIVE mode "
@@ -241,3 +249,33 @@ def plan_add_foreign_key(facts: AddForeignKeyFacts, args: AddForeignKeyArgs) -> 
             f"{ref.display}: reads and writes on both continue during the scan")),
     )
     return Plan("add-foreign-key", t.display, asdict(args), steps, notes=tuple(notes))
+
+
+def _plan_partitioned(facts: AddForeignKeyFacts, args: AddForeignKeyArgs) -> Plan:
+    """Per leaf NOT VALID + VALIDATE, then the parent adopts them (_partitioned_constraints)."""
+    t, ref, tree = facts.table, facts.referenced, facts.partitions
+    assert tree is not None
+    for p in tree.leaves:
+        piece = fk_piece_name(args.name, p)
+        if piece == args.name:
+            raise CatalogError(f"constraint name {args.name!r} collides with a partition's")
+    clause = sql.SQL("FOREIGN KEY ({}) REFERENCES {} ({})").format(
+        sql.SQL(", ").join(map(sql.Identifier, args.columns)), ref.ident,
+        sql.SQL(", ").join(map(sql.Identifier, args.ref_columns)))
+    if args.on_delete is not None:
+        # A fixed keyword from ON_DELETE_ACTIONS, never user text.
+        clause = sql.SQL("{} ON DELETE {}").format(clause, sql.SQL(args.on_delete.upper()))
+    steps = partitioned_fk_steps(t, tree, args.name, clause, ref, args.columns)
+    notes = [
+        f"{t.display} is partitioned (PostgreSQL < 18 refuses NOT VALID foreign keys on it): "
+        f"each of its {len(tree.leaves)} leaf partitions gets its own NOT VALID foreign key, "
+        "validated there; the parent's ADD FOREIGN KEY then adopts them without a scan",
+        "rollback drops the parent's constraint, which takes the adopted ones with it",
+    ]
+    if not _has_leading_index(t, args.columns):
+        notes.append(
+            f"no index on {t.display} ({', '.join(args.columns)}): every delete or key update "
+            f"on {ref.display} will scan {t.display}; consider `online add-index "
+            f"{t.display} {' '.join(args.columns)}`"
+        )
+    return Plan("add-foreign-key", t.display, asdict(args), tuple(steps), notes=tuple(notes))

@@ -23,14 +23,23 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pgonline.strategies._ddl import (
     build_index_step,
+    index_definition,
     refuse_violations,
     require_columns,
+)
+from pgonline.strategies._partitioned_index import (
+    create_statements,
+    partitioned_index_steps,
+    piece_name,
+    refuse_foreign_partitions,
+    refuse_unique_without_partition_key,
 )
 from psycopg import sql
 
 from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
+from pgonline.catalog.partitions import PartitionTree, partition_tree
 from pgonline.connection import Conn
 from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError, UsageError
@@ -57,6 +66,9 @@ class AddIndexFacts:
     partitioned: bool
     existing: ExistingRelation | None
     duplicates: DataViolations | None = None  # pre-flight for --unique
+    # A partitioned table: its partitions, and what already carries each one's piece name.
+    partitions: PartitionTree | None = None
+    pieces: tuple[ExistingRelation | None, ...] = ()
 
 
 def _figure_colname(expr: str) -> str:
@@ -129,10 +141,15 @@ async def gather(conn: Conn, table: TableFacts, args: AddIndexArgs) -> AddIndexF
     if args.unique and keys:
         dups = await preflight.duplicates(conn, table, keys, [*args.columns, *args.expressions],
                                           args.where)
+    partitioned = await index_catalog.is_partitioned(conn, table.oid)
+    tree = await partition_tree(conn, table.oid) if partitioned else None
+    pieces = () if tree is None else tuple([
+        await index_catalog.existing_relation(conn, p.schema, piece_name(args.name, p), p.oid)
+        for p in tree.partitions])
     return AddIndexFacts(
-        table=table, partitioned=await index_catalog.is_partitioned(conn, table.oid),
+        table=table, partitioned=partitioned,
         existing=await index_catalog.existing_relation(conn, table.schema, args.name, table.oid),
-        duplicates=dups,
+        duplicates=dups, partitions=tree, pieces=pieces,
     )
 
 
@@ -151,7 +168,8 @@ COMMAND = Command(
             help="An expression key, after the column keys (repeatable)."),
     ),
     replaces="`CREATE INDEX`",
-    does="`CREATE INDEX CONCURRENTLY`, INVALID leftovers dropped and rebuilt",
+    does="`CREATE INDEX CONCURRENTLY`, INVALID leftovers dropped and rebuilt; on a partitioned "
+    "table per leaf, attached to an `ON ONLY` index",
 )
 
 
@@ -162,16 +180,12 @@ def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
         raise UsageError("give at least one column or --expression")
     if args.columns:
         require_columns(t, args.columns)
-    if facts.partitioned:
-        raise CatalogError(
-            f"{t.display} is partitioned; PostgreSQL cannot CREATE INDEX CONCURRENTLY on it",
-            hint="build the index CONCURRENTLY on each partition, then CREATE INDEX ON ONLY the "
-            "parent and ALTER INDEX ... ATTACH PARTITION each one",
-        )
     ident = render(sql.Identifier(t.schema, args.name))
-    notes = []
+    notes: list[str] = []
     ex = facts.existing
-    if ex is not None:
+    if facts.partitioned:
+        notes += _partitioned_checks(facts, args, ident)
+    elif ex is not None:
         if ex.kind == "i" and ex.on_table and not ex.valid:
             notes.append(f"an INVALID index {ident} (left by a failed build) is dropped and rebuilt")
         elif ex.kind == "i" and ex.on_table:
@@ -189,6 +203,21 @@ def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
         )
     keys = index_keys(args)
     kind = "unique index" if args.unique else "index"
+    if facts.partitioned:
+        assert facts.partitions is not None
+        definition = index_definition(unique=args.unique, keys=keys, using=args.using,
+                                      where=args.where)
+        steps = partitioned_index_steps(
+            t.schema, t.name, facts.partitions, args.name,
+            create_statements(t, facts.partitions, args.name, definition), kind=kind)
+        notes.append(f"{t.display} is partitioned: the index is built CONCURRENTLY on each of "
+                     f"its {len(facts.partitions.leaves)} leaf partitions and assembled with "
+                     "ATTACH PARTITION; a partition created meanwhile gets its piece from "
+                     "PostgreSQL")
+        notes.append("rollback drops the partitioned index (PostgreSQL cannot detach its "
+                     "pieces): a catalog update under ACCESS EXCLUSIVE on the table and its "
+                     "partitions")
+        return Plan("add-index", t.display, asdict(args), tuple(steps), notes=tuple(notes))
     step = build_index_step(
         step_id="create-index", table=t, index=args.name, unique=args.unique, keys=keys,
         using=args.using, where=args.where,
@@ -197,3 +226,29 @@ def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
     notes.append("a transaction older than the build makes it wait; past --lock-timeout the "
                  "attempt fails, its INVALID index is dropped and the build is retried")
     return Plan("add-index", t.display, asdict(args), (step,), notes=tuple(notes))
+
+
+def _partitioned_checks(facts: AddIndexFacts, args: AddIndexArgs, ident: str) -> list[str]:
+    """Refusals and notes for an index on a partitioned table (see _partitioned_index)."""
+    t, tree, ex = facts.table, facts.partitions, facts.existing
+    assert tree is not None
+    notes = []
+    refuse_foreign_partitions(t.display, tree)
+    if args.unique:
+        refuse_unique_without_partition_key(
+            t, tree, [*args.columns, *(f"({e})" for e in args.expressions)], "unique index")
+    if ex is not None:
+        if ex.kind == "I" and ex.on_table and not ex.valid:
+            notes.append(f"the INVALID partitioned index {ident} (left by an earlier attempt) "
+                         "is kept and completed")
+        elif ex.kind == "I" and ex.on_table:
+            raise CatalogError(f"index {ident} already exists on {t.display}")
+        else:
+            raise CatalogError(f"relation {ident} already exists",
+                               hint="choose another name with --name")
+    for p, piece in zip(tree.partitions, facts.pieces, strict=True):
+        name = render(sql.Identifier(p.schema, piece_name(args.name, p)))
+        if piece is not None and not (piece.on_table and piece.kind == ("i" if p.is_leaf else "I")):
+            raise CatalogError(f"relation {name} already exists (the name of the index of "
+                               f"partition {p.display})", hint="choose another name with --name")
+    return notes

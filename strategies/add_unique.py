@@ -29,12 +29,19 @@ from pgonline.strategies._ddl import (
     refuse_violations,
     require_columns,
 )
+from pgonline.strategies._partitioned_index import (
+    partitioned_key_steps,
+    piece_name,
+    refuse_foreign_partitions,
+    refuse_unique_without_partition_key,
+)
 from pgonline.strategies.add_check import refuse_existing_constraint
 from psycopg import sql
 
 from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import preflight
 from pgonline.catalog.facts import DataViolations, ExistingRelation, TableFacts
+from pgonline.catalog.partitions import PartitionTree, partition_tree
 from pgonline.connection import Conn
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.errors import CatalogError, UsageError
@@ -55,6 +62,9 @@ class AddUniqueFacts:
     table: TableFacts
     existing: ExistingRelation | None
     duplicates: DataViolations
+    # A partitioned table: its partitions, and what already carries each leaf's piece name.
+    partitions: PartitionTree | None = None
+    pieces: tuple[ExistingRelation | None, ...] = ()
 
 
 def default_unique_name(table: str, columns: tuple[str, ...]) -> str:
@@ -69,6 +79,8 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
     require_columns(t, args.columns)
     refuse_existing_constraint(t, args.name)
     ident = render(sql.Identifier(t.schema, args.name))
+    if facts.partitions is not None:
+        return _plan_partitioned(kind, facts, args, ident, primary=primary)
     notes: list[str] = []
     ex = facts.existing
     if ex is not None:
@@ -116,6 +128,39 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
     return Plan(kind, t.display, asdict(args), steps, notes=tuple(notes))
 
 
+def _plan_partitioned(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs, ident: str, *,
+                      primary: bool) -> Plan:
+    """The constraint on a partitioned table (strategies/_partitioned_index.py)."""
+    t, tree = facts.table, facts.partitions
+    assert tree is not None
+    what = "PRIMARY KEY" if primary else "UNIQUE"
+    refuse_foreign_partitions(t.display, tree)
+    refuse_unique_without_partition_key(t, tree, args.columns, f"{what} constraint")
+    if facts.existing is not None:
+        raise CatalogError(f"relation {ident} already exists",
+                           hint="choose another constraint name with --name")
+    for p, piece in zip(tree.partitions, facts.pieces, strict=True):
+        if piece is not None and not (p.is_leaf and piece.kind == "i" and piece.on_table):
+            name = render(sql.Identifier(p.schema, piece_name(args.name, p)))
+            raise CatalogError(f"relation {name} already exists (the name of the index of "
+                               f"partition {p.display})", hint="choose another name with --name")
+    cols = ", ".join(render(sql.Identifier(c)) for c in args.columns)
+    refuse_violations(
+        facts.duplicates, f"duplicate value groups in {t.display} ({cols})",
+        hint="a unique index cannot be built over duplicates: resolve them first "
+        "(the examples show the duplicated values and how often each occurs)",
+    )
+    steps = partitioned_key_steps(t.schema, t.name, tree, args.name, args.columns,
+                                  primary=primary)
+    notes = (f"{t.display} is partitioned (PostgreSQL has no ADD CONSTRAINT ... USING INDEX "
+             f"there): each of its {len(tree.leaves)} leaf partitions gets its unique index "
+             f"CONCURRENTLY and its own {what} constraint, which the parent's constraint then "
+             "adopts without building",
+             "rollback drops the parent's constraint, and every partition's with it (a catalog "
+             "update under ACCESS EXCLUSIVE on the table and its partitions)")
+    return Plan(kind, t.display, asdict(args), tuple(steps), notes=notes)
+
+
 def parse_key(table: str, columns: tuple[str, ...], name: str | None,
               default_name: Callable[[str, tuple[str, ...]], str]) -> Change[AddUniqueArgs]:
     """The arguments of add-unique and add-primary-key (``default_name(table, columns)``)."""
@@ -149,9 +194,15 @@ async def gather(conn: Conn, table: TableFacts, args: AddUniqueArgs) -> AddUniqu
     # Pre-flight, read-only: the duplicate groups the build would trip over.
     dups = await preflight.duplicates(conn, table, [sql.Identifier(c) for c in args.columns],
                                       args.columns)
+    tree = (await partition_tree(conn, table.oid)
+            if await index_catalog.is_partitioned(conn, table.oid) else None)
+    pieces = () if tree is None else tuple([
+        await index_catalog.existing_relation(conn, p.schema, piece_name(args.name, p), p.oid)
+        for p in tree.partitions])
     return AddUniqueFacts(
         table=table, duplicates=dups,
         existing=await index_catalog.existing_relation(conn, table.schema, args.name, table.oid),
+        partitions=tree, pieces=pieces,
     )
 
 

@@ -21,13 +21,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import require_batch_key, require_columns
+from pgonline.strategies._leaf_backfill import backfill_steps
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
+from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import tables
 from pgonline.catalog.facts import TableFacts
+from pgonline.catalog.partitions import PartitionTree, partition_tree
 from pgonline.connection import Conn
-from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.engine.plan import Plan
 from pgonline.errors import CatalogError
 from pgonline.registry import Arg, Change, Command, Opt, strategy
 from pgonline.sql import expressions
@@ -45,6 +48,7 @@ class BackfillArgs:
 @dataclass(frozen=True)
 class BackfillFacts:
     table: TableFacts
+    partitions: PartitionTree | None = None  # a partitioned table: walked leaf by leaf
 
 
 def parse_assignments(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -61,6 +65,13 @@ def parse(table: str, *, set_: str, where: str | None = None) -> Change[Backfill
         where=None if where is None else expressions.expression(where, "--where")))
 
 
+async def leaf_tree(conn: Conn, table: TableFacts) -> PartitionTree | None:
+    """The partition tree of a partitioned ``table`` (its backfill walks the leaves), else None."""
+    if not await index_catalog.is_partitioned(conn, table.oid):
+        return None
+    return await partition_tree(conn, table.oid)
+
+
 async def gather(conn: Conn, table: TableFacts, args: BackfillArgs) -> BackfillFacts:
     require_columns(table, args.columns)
     await column_catalog.refuse_generated_targets(conn, table, args.columns, "backfill")
@@ -71,7 +82,7 @@ async def gather(conn: Conn, table: TableFacts, args: BackfillArgs) -> BackfillF
         await tables.check_row_expression(conn, table, value, facts_col.type)
     if args.where is not None:
         await tables.check_predicate(conn, table, args.where)
-    return BackfillFacts(table=table)
+    return BackfillFacts(table=table, partitions=await leaf_tree(conn, table))
 
 
 COMMAND = Command(
@@ -106,11 +117,9 @@ def plan_backfill(facts: BackfillFacts, args: BackfillArgs) -> Plan:
         sql.SQL("{} = ({})").format(sql.Identifier(c), sql.SQL(v))
         for c, v in zip(args.columns, args.values, strict=True)
     )
-    step = Step(
-        id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
+    steps = backfill_steps(
+        t, facts.partitions, key=key, set_sql=render(set_sql), where_sql=args.where,
         description="update matching rows in short keyset batches",
-        backfill=BackfillSpec(schema=t.schema, table=t.name, key_columns=key,
-                              set_sql=render(set_sql), where_sql=args.where),
         why_safe="each batch is its own short transaction holding row locks on at most one "
         "batch of rows; the WHERE is re-checked on the newest row version",
         # The old values are not kept anywhere, so no SQL could restore them.
@@ -121,4 +130,8 @@ def plan_backfill(facts: BackfillFacts, args: BackfillArgs) -> Plan:
              "are not visited: the application must write the new values itself"]
     if args.where is None:
         notes.append("no --where: every row is updated once (re-running updates them again)")
-    return Plan("backfill", t.display, asdict(args), (step,), notes=tuple(notes))
+    if facts.partitions is not None:
+        notes.append(f"{t.display} is partitioned: each of its {len(facts.partitions.leaves)} "
+                     "leaf partitions is walked on its own (one step and checkpoint each); a row "
+                     "the application moves to another partition meanwhile may be missed")
+    return Plan("backfill", t.display, asdict(args), tuple(steps), notes=tuple(notes))

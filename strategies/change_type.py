@@ -45,6 +45,7 @@ from ._references import ReferencingColumn, plan_with_references
 from ._shadow_column import (
     ShadowPlan,
     build_steps,
+    refuse_partitioned,
     refuse_unmovable,
     shadow_name,
 )
@@ -208,6 +209,10 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
     if col.type_oid == new.oid and col.typmod == new.typmod and args.using is None:
         raise CatalogError(f"column {render(name)} of {t.display} is already of type {new.display}")
 
+    if col.relkind == "p" and col.in_partition_key:
+        # Even a catalog-only change: PostgreSQL refuses any ALTER COLUMN TYPE of
+        # a partition key column.
+        refuse_partitioned(t, col, "change the type of", render(name))
     if args.using is None and rewrite_free(col.type_oid, col.typmod, new):
         views = [d for d in col.dependents if d.kind in ("view", "rule")]
         if views:

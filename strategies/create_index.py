@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgonline.strategies._ddl import drop_index_concurrently, index_exists_query
+from pgonline.strategies._partitioned_index import partitioned_index_steps
 
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.engine.plan import LockLevel, Phase, Plan, Step
 from pgonline.registry import strategy
 
@@ -39,11 +41,27 @@ class CreateIndexArgs:
 class CreateIndexFacts:
     table: str  # the resolved table, quoted
     schema: str  # the table's (and so the index's) schema
+    # A partitioned table: its name, its partitions, and the migration's statement
+    # deparsed for the root (ON ONLY) and for each partition in tree order.
+    name: str = ""
+    partitions: PartitionTree | None = None
+    statements: tuple[str, ...] = ()
 
 
 @strategy("create-index")
 def plan_create_index(facts: CreateIndexFacts, args: CreateIndexArgs) -> Plan:
-    """One non-transactional CREATE INDEX CONCURRENTLY step that converges on re-runs."""
+    """One non-transactional CREATE INDEX CONCURRENTLY step that converges on re-runs.
+
+    On a partitioned table, the statement built piece by piece as add-index
+    does (strategies/_partitioned_index.py).
+    """
+    if facts.partitions is not None:
+        steps = partitioned_index_steps(facts.schema, facts.name, facts.partitions, args.index,
+                                        facts.statements,
+                                        kind="unique index" if args.unique else "index")
+        return Plan("create-index", facts.table, {"statement": args.statement}, tuple(steps),
+                    notes=("partitioned: the migration's definition is built CONCURRENTLY on each "
+                           "leaf partition and assembled with ATTACH PARTITION",))
     drop = drop_index_concurrently(facts.schema, args.index)
     step = Step(
         id="create-index", phase=Phase.EXPAND, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,

@@ -41,13 +41,16 @@ from dataclasses import asdict, dataclass
 
 from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_columns, vacuum_step
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
+from pgonline.strategies._leaf_backfill import backfill_steps
+from pgonline.strategies.backfill_set import leaf_tree
 from psycopg import sql
 
 from pgonline.catalog import columns as column_catalog
 from pgonline.catalog import preflight, tables
 from pgonline.catalog.facts import ServerFacts, TableFacts
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.connection import Conn
-from pgonline.engine.plan import BackfillSpec, LockLevel, Phase, Plan, Step
+from pgonline.engine.plan import Plan, Step
 from pgonline.errors import CatalogError, PreflightError
 from pgonline.registry import Arg, Change, Command, Opt, strategy
 from pgonline.sql import expressions
@@ -66,6 +69,7 @@ class SetNotNullFacts:
     server: ServerFacts
     table: TableFacts
     null_rows: int
+    partitions: PartitionTree | None = None  # a partitioned table: backfilled leaf by leaf
 
 
 def parse(table: str, column: str, *, backfill: str | None = None) -> Change[SetNotNullArgs]:
@@ -86,7 +90,8 @@ async def gather(conn: Conn, table: TableFacts, args: SetNotNullArgs) -> SetNotN
         await column_catalog.check_per_row_expression(conn, table, args.backfill, args.column)
     # Pre-flight, read-only: how many rows would VALIDATE reject?
     nulls = 0 if col.not_null else await preflight.count_nulls(conn, table, args.column)
-    return SetNotNullFacts(server=await tables.server_facts(conn), table=table, null_rows=nulls)
+    return SetNotNullFacts(server=await tables.server_facts(conn), table=table, null_rows=nulls,
+                           partitions=await leaf_tree(conn, table))
 
 
 COMMAND = Command(
@@ -128,17 +133,14 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
         # gets the backfill value, so no row turns NULL behind the backfill's walk.
         trigger = fill_trigger(t, args.column, args.backfill)
         steps.append(install_step(trigger))
-        steps.append(Step(
-            id="backfill", phase=Phase.BACKFILL, lock=LockLevel.ROW_EXCLUSIVE,
+        steps += backfill_steps(
+            t, facts.partitions, key=key,
+            set_sql=render(sql.SQL("{} = ({})").format(col, sql.SQL(args.backfill))),
+            where_sql=render(sql.SQL("{} IS NULL").format(col)),
             description=f"fill the {facts.null_rows} NULL rows in short keyset batches",
-            backfill=BackfillSpec(
-                schema=t.schema, table=t.name, key_columns=key,
-                set_sql=render(sql.SQL("{} = ({})").format(col, sql.SQL(args.backfill))),
-                where_sql=render(sql.SQL("{} IS NULL").format(col)),
-            ),
             why_safe="each batch is its own short transaction; a row the application filled "
             "meanwhile no longer matches IS NULL and is left alone",
-        ))
+        )
         steps.append(vacuum_step(t))
         notes.append(f"rows the application writes with {render(col)} NULL during the change "
                      f"get the backfill value (trigger {trigger.name}, computed from the row "
@@ -148,7 +150,8 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
         notes.append("the NULLs are counted again right before the NOT VALID constraint: if "
                      "the application wrote new ones, the job stops there with nothing "
                      "constrained")
-    steps += not_null_steps(t, args.column, major=facts.server.major)
+    steps += not_null_steps(t, args.column, major=facts.server.major,
+                            partitions=facts.partitions)
     if trigger is not None:
         # Without a default, the code that wrote the NULLs keeps working only
         # while the trigger fills them, so the trigger drop waits for the operator.

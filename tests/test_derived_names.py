@@ -226,3 +226,15 @@ def test_postgresql_style_default_names_already_taken_are_refused_at_planning(db
         r = online(*args)
         assert (r.code, message in r.err, "Traceback" in r.err) == (3, True, False), (args, r.err)
     assert db.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'a'").fetchone() == (0,)
+
+
+def test_partition_index_pieces_are_distinct_short_and_stable():
+    from pgonline.sql.names import partition_index_name
+
+    long_part = "é" * 40  # 80 bytes
+    names = {partition_index_name("idx", "s", long_part), partition_index_name("idx", "t", long_part),
+             partition_index_name("a_b", "s", "c"), partition_index_name("a", "s", "b_c")}
+    assert len(names) == 4
+    assert all(len(n.encode()) <= 63 for n in names)
+    assert partition_index_name("i", "s", "p") == partition_index_name("i", "s", "p")
+    assert partition_index_name("i", "s", "p").startswith("p_i_")

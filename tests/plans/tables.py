@@ -55,3 +55,12 @@ EVENTS = TableFacts(
     columns=(ColumnFacts("event_id", "uuid", not_null=True), ColumnFacts("payload", "jsonb", False)),
     primary_key=(), estimated_rows=2_000_000, size_bytes=300 * 1024 * 1024,
 )
+
+# events (id bigint, kind text NOT NULL, hits int, PRIMARY KEY (id, kind)) PARTITION BY RANGE (id);
+# its partition tree is built by the test that needs it
+EVENTS_PARTITIONED = TableFacts(
+    schema="public", name="events", oid=16990,
+    columns=(ColumnFacts("id", "bigint", not_null=True), ColumnFacts("kind", "text", True),
+             ColumnFacts("hits", "integer", not_null=False)),
+    primary_key=("id", "kind"), estimated_rows=3_000_000, size_bytes=500 * 1024 * 1024,
+)

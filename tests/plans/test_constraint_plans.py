@@ -22,7 +22,7 @@ from pgonline.strategies.add_unique import (
 )
 from pgonline.strategies.set_not_null import SetNotNullArgs, SetNotNullFacts, plan_set_not_null
 
-from pgonline.catalog.facts import ColumnFacts, DataViolations
+from pgonline.catalog.facts import ColumnFacts, DataViolations, TableFacts
 from tests.plans.tables import EVENTS, ORDERS, PG18, SERVERS, USERS
 
 NONE_FOUND = DataViolations(count=0)
@@ -71,3 +71,42 @@ def test_add_unique_builds_the_index_concurrently_then_attaches_it(snapshot):
 def test_add_primary_key_on_a_not_null_column_attaches_a_concurrent_index(snapshot):
     args = AddUniqueArgs(name=default_pk_name("events"), columns=("event_id",))
     snapshot("add-primary-key", plan_add_primary_key(AddUniqueFacts(EVENTS, None, NONE_FOUND), args))
+
+
+def test_add_check_on_a_partitioned_table_validates_each_leaf_then_the_parent(snapshot):
+    from pgonline.catalog.facts import DataViolations
+    from tests.plans.tables import EVENTS_PARTITIONED
+    from tests.plans.test_index_plans import _events_tree
+
+    facts = AddCheckFacts(EVENTS_PARTITIONED, DataViolations(0), partitions=_events_tree())
+    snapshot("add-check-partitioned",
+             plan_add_check(facts, AddCheckArgs(name="hits_nonneg", expression="hits >= 0")))
+
+
+def test_add_foreign_key_on_a_partitioned_table_validates_per_leaf_then_the_parent_adopts(
+        snapshot):
+    from pgonline.catalog.facts import DataViolations
+    from tests.plans.tables import EVENTS_PARTITIONED, index
+    from tests.plans.test_index_plans import _events_tree
+
+    kinds = TableFacts(schema="public", name="kinds", oid=17100,
+                       columns=(ColumnFacts("kind", "text", not_null=True),),
+                       primary_key=("kind",), estimated_rows=3, size_bytes=8192,
+                       indexes=(index("kinds", "kinds_pkey", "kind", primary=True),))
+    facts = AddForeignKeyFacts(EVENTS_PARTITIONED, kinds, DataViolations(0),
+                               partitions=_events_tree())
+    snapshot("add-foreign-key-partitioned", plan_add_foreign_key(facts, AddForeignKeyArgs(
+        name="events_kind_fkey", columns=("kind",), ref_table='"public"."kinds"',
+        ref_columns=("kind",), on_delete="cascade")))
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_set_not_null_on_a_partitioned_table_validates_each_leaf_before_the_parent(snapshot,
+                                                                                   server):
+    from tests.plans.tables import EVENTS_PARTITIONED
+    from tests.plans.test_index_plans import _events_tree
+
+    facts = SetNotNullFacts(SERVERS[server], EVENTS_PARTITIONED, null_rows=10,
+                            partitions=_events_tree())
+    snapshot(f"set-not-null-partitioned-{server}",
+             plan_set_not_null(facts, SetNotNullArgs(column="hits", backfill="0")))

@@ -115,6 +115,7 @@ class ColumnDetails:
     collation: tuple[str, str] | None = None  # (schema, name) when not the type's default
     has_equality: bool = True  # the type has an "=" operator (json does not)
     relkind: str = "r"
+    in_partition_key: bool = False  # of the (partitioned) table or of a partitioned partition
     dependents: tuple[Dependent, ...] = field(default=())
     indexes: tuple[ColumnIndex, ...] = field(default=())
     sequence: OwnedSequence | None = None

@@ -190,14 +190,40 @@ async def column_details(conn: Conn, table: TableFacts, column: str) -> ColumnDe
         finally:
             await cur.execute("SELECT set_config('search_path', %s, false)", [path["path"]])
     coll = (a["coll_schema"], a["coll_name"]) if a["coll_name"] is not None else None
+    in_key = a["relkind"] == "p" and await _in_partition_key(conn, table.oid, column)
     return ColumnDetails(
         column=col, attnum=int(a["attnum"]), type_oid=int(a["type_oid"]), typmod=int(a["typmod"]),
         identity=a["identity"] or "", generated=a["generated"] or "", collation=coll,
         has_equality=await _has_equality(conn, col.type), relkind=a["relkind"],
+        in_partition_key=in_key,
         dependents=tuple(seen.values()), indexes=indexes,
         sequence=OwnedSequence(**seq) if seq is not None else None,
         referenced_by=referenced_by,
     )
+
+
+async def _in_partition_key(conn: Conn, table_oid: int, column: str) -> bool:
+    """``column`` is in the partition key (a column or in an expression) of the partitioned
+    table or of any of its partitioned partitions.
+
+    PostgreSQL makes a partition key column internally dependent on its table
+    (column → table), and the table internally dependent on each column a key
+    expression uses (table → column); no other internal dependency links a
+    table and its own column like that.
+    """
+    cur = await conn.execute(
+        """
+        SELECT EXISTS (
+          SELECT 1 FROM pg_partition_tree(%s::oid) t
+            JOIN pg_attribute a ON a.attrelid = t.relid AND a.attname = %s
+            JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = t.relid
+                            AND d.refclassid = 'pg_class'::regclass AND d.refobjid = t.relid
+                            AND d.deptype = 'i'
+                            AND ((d.objsubid = a.attnum AND d.refobjsubid = 0)
+                                 OR (d.objsubid = 0 AND d.refobjsubid = a.attnum)))
+        """, [table_oid, column])
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def refuse_generated_targets(conn: Conn, table: TableFacts, columns: Sequence[str],

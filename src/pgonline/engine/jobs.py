@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pgonline.catalog.tables import estimate_rows
 from pgonline.connection import Conn, connection
 from pgonline.engine import journal
 from pgonline.engine.change import RunContext
@@ -131,19 +132,31 @@ async def _row(conn: Conn, job: journal.Job) -> JobRow:
     rows_done = rows_total = batch = None
     pct = rate = eta = None
     updated = job.updated_at
-    bf = next((s for s in job.plan.steps if s.backfill is not None), None)
-    if bf is not None:
-        cp = await journal.load_checkpoint(conn, job.id, bf.id)
-        if cp is not None:
-            rows_done, rows_total = cp.rows_done, max(cp.rows_total, cp.rows_done)
-            pct = 100.0 if cp.finished or rows_total == 0 else 100.0 * rows_done / rows_total
+    # A partitioned table's backfill is one step per leaf: the totals are over all
+    # of them (a leaf not started yet counts with its row estimate).
+    fills = [s for s in job.plan.steps if s.backfill is not None]
+    cps = [(s, await journal.load_checkpoint(conn, job.id, s.id)) for s in fills]
+    if any(cp is not None for _, cp in cps):
+        rows_done = rows_total = 0
+        finished = True
+        for s, cp in cps:
+            if cp is None:
+                assert s.backfill is not None
+                rows_total += await estimate_rows(conn, s.backfill.schema, s.backfill.table)
+                finished = False
+                continue
+            rows_done += cp.rows_done
+            rows_total += max(cp.rows_total, cp.rows_done)
+            finished = finished and cp.finished
             batch = cp.batch_size
             if cp.updated_at is not None and cp.updated_at > updated:
                 updated = cp.updated_at
-            if not cp.finished and recs[bf.id].status is StepStatus.RUNNING:
+            if not cp.finished and recs[s.id].status is StepStatus.RUNNING:
                 rate = cp.rows_per_s
-                if rate:
-                    eta = max(0.0, (rows_total - rows_done) / rate)
+        rows_total = max(rows_total, rows_done)
+        pct = 100.0 if finished or rows_total == 0 else 100.0 * rows_done / rows_total
+        if rate:
+            eta = max(0.0, (rows_total - rows_done) / rate)
     alive = job.status is not JobStatus.RUNNING or await journal.job_is_locked(conn, job.id)
     state = _state(job, alive)
     st = job.status.value if alive else "interrupted (runner gone)"

@@ -39,6 +39,7 @@ from pglast import ast, enums
 from pglast.stream import RawStream
 from psycopg import sql
 
+from pgonline.catalog.partitions import PartitionTree
 from pgonline.connection import connection
 from pgonline.engine.change import ChangeOutcome, RunContext, plan_and_run, run_change
 from pgonline.engine.plan import Plan
@@ -49,6 +50,7 @@ from pgonline.sql import expressions
 from pgonline.sql.identifiers import QualifiedName, identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
+from pgonline.strategies._partitioned_index import piece_name, refuse_foreign_partitions
 from pgonline.strategies.add_check import AddCheckArgs, plan_add_check
 from pgonline.strategies.add_column import AddColumnArgs, plan_add_column
 from pgonline.strategies.add_foreign_key import AddForeignKeyArgs, fk_change, plan_add_foreign_key
@@ -414,19 +416,20 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
     async def run(ctx: RunContext) -> ChangeOutcome | None:
         from pgonline.catalog import indexes as index_catalog
         from pgonline.catalog import tables
+        from pgonline.catalog.partitions import partition_tree
 
         async with connection(ctx.dsn) as conn:
             oid, schema, rel = await tables.resolve_table(conn, QualifiedName.parse(table))
             target = QualifiedName(schema, rel).quoted()
+            tree = None
             if await index_catalog.is_partitioned(conn, oid):
-                raise CatalogError(
-                    f"{target} is partitioned; PostgreSQL cannot CREATE INDEX CONCURRENTLY on it",
-                    hint="build the index CONCURRENTLY on each partition, then CREATE INDEX ON "
-                    "ONLY the parent and ALTER INDEX ... ATTACH PARTITION each one")
+                # No CONCURRENTLY on a partitioned table: built piece by piece.
+                tree = await partition_tree(conn, oid)
+                refuse_foreign_partitions(target, tree)
             ident = render(sql.Identifier(schema, index))
             existing = await index_catalog.existing_relation(conn, schema, index, oid)
-            failed_build = existing is not None and existing.kind == "i" and existing.on_table \
-                and not existing.valid
+            failed_build = existing is not None and existing.on_table and not existing.valid \
+                and existing.kind == ("i" if tree is None else "I")
             if existing is not None and not failed_build:
                 if if_not_exists:
                     ctx.out(f"relation {ident} already exists: skipped (IF NOT EXISTS)")
@@ -435,12 +438,40 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
                                    hint="name the index differently in the migration")
 
             async def make_plan() -> Plan:
-                return plan_create_index(CreateIndexFacts(table=target, schema=schema), args)
+                if tree is None:
+                    return plan_create_index(CreateIndexFacts(table=target, schema=schema), args)
+                return plan_create_index(CreateIndexFacts(
+                    table=target, schema=schema, name=rel, partitions=tree,
+                    statements=_partition_statements(concurrent, tree, index)), args)
 
             return await plan_and_run(ctx, conn, kind_of(plan_create_index), target,
                                       {"statement": args.statement}, make_plan)
 
     return Rewrite(kind_of(plan_create_index), statement, run)
+
+
+def _partition_statements(concurrent: ast.IndexStmt, tree: PartitionTree,
+                          index: str) -> tuple[str, ...]:
+    """The migration's CREATE INDEX for the root (ON ONLY) and each partition, in tree order.
+
+    The same definition, deparsed once per table: ``ON ONLY`` (catalog only)
+    for the root and each partitioned partition, ``CONCURRENTLY`` on each
+    leaf, under the piece's derived name.  IF NOT EXISTS was decided for the
+    whole index before planning; each step's ``done_if`` covers re-runs.
+    """
+    def one(schema: str | None, relname: str | None, name: str, leaf: bool) -> str:
+        stmt = copy.deepcopy(concurrent)
+        assert stmt.relation is not None
+        relation = copy.deepcopy(stmt.relation)
+        if relname is not None:
+            relation.schemaname, relation.relname = schema, relname
+        relation.inh = leaf
+        stmt.relation = relation
+        stmt.idxname, stmt.concurrent, stmt.if_not_exists = name, leaf, False
+        return _render(stmt)
+
+    return (one(None, None, index, False), *(
+        one(p.schema, p.name, piece_name(index, p), p.is_leaf) for p in tree.partitions))
 
 
 # -- DROP INDEX [IF EXISTS] name -> online drop-index --------------------------------------

@@ -79,3 +79,15 @@ def helper_index_name(role: str, schema: str, index: str, *parts: str) -> str:
     """
     suffix = f"pgonline_{role}"
     return _hashed(_cut_before(index, suffix), [suffix, schema, index, *parts])
+
+
+def partition_index_name(index: str, schema: str, partition: str) -> str:
+    """``<partition>_<index>_<hash>``: the index a partition gets as its part of ``index``, ≤ 63 bytes.
+
+    A partitioned index is made of one index per partition, each in its
+    partition's schema.  The hash over (index, schema, partition) keeps the
+    name distinct from the pieces of every other partitioned index and
+    stable across re-runs, so a resumed job finds the piece it built; the
+    label carries no ``pgonline`` because the index stays after the job.
+    """
+    return _hashed(f"{partition}_{index}", ["partition_index", schema, partition, index])
