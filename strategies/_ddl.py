@@ -36,9 +36,40 @@ def require_batch_key(table: TableFacts) -> tuple[str, ...]:
     if key is None:
         raise CatalogError(
             f"{table.display} has no primary key or NOT NULL unique index to batch over",
-            hint="add a primary key first (online add-primary-key), then retry",
+            hint="add a primary key first (online add-primary-key), then retry; a backfill "
+            "by row position (used for the fills of add-column, set-not-null and change-type) "
+            "could update a row twice, as an UPDATE may move it to a page still to be walked",
         )
     return key
+
+
+# PostgreSQL >= 14 scans a ctid range directly (engine/tid_ranges.py).
+TID_RANGE_SCAN_MAJOR = 14
+
+
+PAGE_WALK_NOTE = ("no primary key or NOT NULL unique index: the backfill walks ranges of pages "
+                  "(TID range scans) and re-walks the table if it is rewritten meanwhile "
+                  "(VACUUM FULL, CLUSTER)")
+
+
+def walk_key(table: TableFacts, *, major: int) -> tuple[str, ...]:
+    """The key an *idempotent* fill walks: the batch key, or ``()`` for ranges of pages.
+
+    Only for a backfill whose predicate turns false once a row is done (``col IS
+    NULL`` and a value computed from the row): walking by position may meet a
+    row twice, and then the predicate skips it (see engine/tid_ranges.py).
+    """
+    key = table.batch_key()
+    if key is not None:
+        return key
+    if major >= TID_RANGE_SCAN_MAJOR:
+        return ()
+    raise CatalogError(
+        f"{table.display} has no primary key or NOT NULL unique index to batch over, and "
+        f"PostgreSQL {major} cannot batch by row position instead (TID range scans, which "
+        f"read only the pages of a batch, exist from PostgreSQL {TID_RANGE_SCAN_MAJOR} on)",
+        hint="add a primary key first (online add-primary-key), then retry",
+    )
 
 
 def refuse_violations(found: DataViolations, what: str, hint: str) -> None:

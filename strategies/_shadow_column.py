@@ -27,12 +27,13 @@ from dataclasses import dataclass, replace
 from pglast import ast, parse_sql
 from pglast.stream import RawStream
 from pgonline.strategies._ddl import (
+    PAGE_WALK_NOTE,
     index_exists_query,
     no_nulls_step,
     not_null_check_name,
     not_null_check_steps,
-    require_batch_key,
     vacuum_step,
+    walk_key,
 )
 from psycopg import sql
 
@@ -243,6 +244,9 @@ class ShadowPlan:
     # Why rollback refuses after the cut-over: the old column no longer
     # receives writes, so swapping back would silently lose them.
     restore_hint: str
+    # The server's major version: from 14 on, a table without a key is
+    # backfilled by ranges of pages (the fill is idempotent: `shadow IS NULL`).
+    server_major: int = 0
 
 
 @dataclass(frozen=True)
@@ -273,7 +277,7 @@ def build_steps(p: ShadowPlan) -> tuple[list[Step], list[str]]:
 def shadow_parts(p: ShadowPlan) -> ShadowParts:
     """The steps of one column's change and its part of the cut-over."""
     t, col = p.table, p.col
-    key = require_batch_key(t)
+    key = walk_key(t, major=p.server_major)
     if DOLLAR_TAG in p.function_body:
         raise UsageError(f"expressions must not contain {DOLLAR_TAG}")
     table = t.ident
@@ -361,6 +365,8 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
              "applications using server-side prepared statements that return this column "
              "re-prepare after the cut-over (PostgreSQL reports 'cached plan must not change "
              "result type' to statements prepared before it)"]
+    if not key:
+        notes.append(PAGE_WALK_NOTE)
     if col.sequence is not None:
         notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
                      f"new column at the cut-over (OWNED BY), so ids keep coming")

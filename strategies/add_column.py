@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, require_batch_key, vacuum_step
+from pgonline.strategies._ddl import PAGE_WALK_NOTE, not_null_steps, vacuum_step, walk_key
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, writers_must_set
 from pgonline.strategies._leaf_backfill import backfill_steps
 from pgonline.strategies.backfill_set import leaf_tree
@@ -146,7 +146,7 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     fill = args.backfill if args.backfill is not None else args.default
     if fill is None:
         raise UsageError("nothing to backfill: give --default or --backfill")  # pragma: no cover
-    key = require_batch_key(t)
+    key = walk_key(t, major=facts.server.major)
     add = sql.SQL("ALTER TABLE {} ADD COLUMN {} {}").format(table, col, typ)
     if args.default is not None:
         add = sql.SQL("{}, ALTER COLUMN {} SET DEFAULT ({})").format(add, col, sql.SQL(args.default))
@@ -180,6 +180,8 @@ def plan_add_column(facts: AddColumnFacts, args: AddColumnArgs) -> Plan:
     notes = ["staged path: " + ("the default is volatile, so PostgreSQL would rewrite the table"
                                 if facts.default is not None and facts.default.volatile
                                 else "existing rows need a computed value")]
+    if not key:
+        notes.append(PAGE_WALK_NOTE)
     if trigger is not None:
         got = ("the default if they omit the column, else the backfill value when they leave it NULL"
                if args.default is not None else "the backfill value when they leave it NULL")

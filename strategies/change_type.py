@@ -242,10 +242,11 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
                      references_hint="add --with-references to convert the referencing columns "
                      "too and swap them all in one cut-over (the foreign keys are re-created "
                      "NOT VALID, then validated)")
-    main = shadow_plan(t, col, new, args.using)
+    major = facts.server.major
+    main = shadow_plan(t, col, new, args.using, major=major)
     if args.with_references:
         return plan_with_references(main, new.display, facts.references, plan_args,
-                                    lambda rt, rc: shadow_plan(rt, rc, new, None))
+                                    lambda rt, rc: shadow_plan(rt, rc, new, None, major=major))
     steps, notes = build_steps(main)
     reason = ("the conversion needs a table rewrite" if args.using is None
               else "a USING expression computes every value")
@@ -259,7 +260,7 @@ def plan_change_type(facts: ChangeTypeFacts, args: ChangeTypeArgs) -> Plan:
 
 
 def shadow_plan(t: TableFacts, col: ColumnDetails, new: NewTypeFacts,
-                using: str | None) -> ShadowPlan:
+                using: str | None, *, major: int) -> ShadowPlan:
     """The shadow-column change of ``t.col`` to ``new`` (converted by ``using``, or cast)."""
     name = sql.Identifier(col.name)
     shadow = shadow_name(t, col.name, "new")
@@ -296,4 +297,5 @@ def shadow_plan(t: TableFacts, col: ColumnDetails, new: NewTypeFacts,
         backfill_where=render(where),
         restore_hint=f"the column already has type {new.display}; to go back, run "
         f"`online change-type {t.display} {render(name)} '{col.column.type}'`",
+        server_major=major,
     )

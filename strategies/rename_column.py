@@ -124,6 +124,7 @@ def plan_rename_column(facts: RenameColumnFacts, args: RenameColumnArgs) -> Plan
         backfill_where=render(sql.SQL("{} IS NULL AND {} IS NOT NULL").format(new, old)),
         restore_hint=f"column {render(old)} has been replaced by {render(new)}; to go back, run "
         f"`online rename-column {t.display} {render(new)} {render(old)}`",
+        server_major=facts.server.major,
     ))
     # From the cut-over on, the old name is gone: code that still uses it breaks.
     # So a run of all phases stops there until the operator says it is unused.

@@ -39,7 +39,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from pgonline.strategies._ddl import not_null_steps, require_batch_key, require_columns, vacuum_step
+from pgonline.strategies._ddl import (
+    PAGE_WALK_NOTE,
+    not_null_steps,
+    require_columns,
+    vacuum_step,
+    walk_key,
+)
 from pgonline.strategies._fill_trigger import drop_step, fill_trigger, install_step, writers_must_set
 from pgonline.strategies._leaf_backfill import backfill_steps
 from pgonline.strategies.backfill_set import leaf_tree
@@ -128,7 +134,7 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
     notes: list[str] = []
     trigger = None
     if args.backfill is not None:
-        key = require_batch_key(t)
+        key = walk_key(t, major=facts.server.major)
         # The trigger first: from its commit, a write that leaves the column NULL
         # gets the backfill value, so no row turns NULL behind the backfill's walk.
         trigger = fill_trigger(t, args.column, args.backfill)
@@ -142,6 +148,8 @@ def plan_set_not_null(facts: SetNotNullFacts, args: SetNotNullArgs) -> Plan:
             "meanwhile no longer matches IS NULL and is left alone",
         )
         steps.append(vacuum_step(t))
+        if not key:
+            notes.append(PAGE_WALK_NOTE)
         notes.append(f"rows the application writes with {render(col)} NULL during the change "
                      f"get the backfill value (trigger {trigger.name}, computed from the row "
                      "as written); once NOT NULL is validated the trigger is dropped and a "

@@ -27,7 +27,7 @@ from psycopg import sql
 
 from pgonline.catalog.tables import estimate_rows
 from pgonline.connection import Conn, SessionSettings, timeouts
-from pgonline.engine import journal
+from pgonline.engine import journal, tid_ranges
 from pgonline.engine.journal import Checkpoint, Request, StepStatus
 from pgonline.engine.plan import BackfillSpec, Step
 from pgonline.engine.progress import BackfillStats, Progress
@@ -174,6 +174,10 @@ class Backfill:
         self.progress = progress
         self.throttles = throttles
         self.n_keys = len(self.spec.key_columns)
+        # No key: batches are ranges of pages (tid_ranges.py).
+        self.by_pages = self.n_keys == 0
+        # The keyset queries, composed once: with and without a lower bound.
+        self._queries: dict[bool, tuple[sql.SQL, sql.SQL]] = {}
         self.size = opts.initial_size
         self._last_request_poll = float("-inf")
         self._settings_rev = 0  # the revision of `online set` settings applied
@@ -187,12 +191,22 @@ class Backfill:
         cp = await journal.load_checkpoint(self.conn, self.job_id, self.step.id)
         if cp is not None:
             return cp
-        cur = await self.conn.execute(max_key_query(self.spec))
-        row = await cur.fetchone()
         total = await estimate_rows(self.conn, self.spec.schema, self.spec.table)
-        cp = Checkpoint(last_key=None, max_key=None if row is None else [str(v) for v in row],
-                        rows_done=0, rows_total=total, batches=0,
-                        batch_size=self.opts.initial_size, finished=row is None)
+        if self.by_pages:
+            name = tid_ranges.relation_name(self.spec)
+            cur = await self.conn.execute(tid_ranges.EXTENT_QUERY, [name, name])
+            extent = await cur.fetchone()
+            assert extent is not None
+            pages, node = int(extent[0]), str(extent[1])
+            cp = Checkpoint(last_key=None, max_key=[str(pages), node], rows_done=0,
+                            rows_total=total, batches=0, batch_size=self.opts.initial_size,
+                            finished=pages == 0)
+        else:
+            cur = await self.conn.execute(max_key_query(self.spec))
+            row = await cur.fetchone()
+            cp = Checkpoint(last_key=None, max_key=None if row is None else [str(v) for v in row],
+                            rows_done=0, rows_total=total, batches=0,
+                            batch_size=self.opts.initial_size, finished=row is None)
         async with self.conn.transaction():
             await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.RUNNING)
             await journal.save_checkpoint(self.conn, self.job_id, self.step.id, cp)
@@ -267,6 +281,56 @@ class Backfill:
             self._seen_rev_pending = False
             await journal.settings_seen(self.conn, self.job_id, self._settings_rev)
 
+    async def _keyset_batch(self, cp: Checkpoint, rate: float | None) -> tuple[Checkpoint, int]:
+        """The next keyset batch, in the caller's transaction: its checkpoint, rows changed."""
+        first = cp.last_key is None
+        lower: list[Any] = [] if first else list(cp.last_key or [])
+        if first not in self._queries:
+            self._queries[first] = (bounds_query(self.spec, first=first),
+                                    update_query(self.spec, first=first))
+        bounds, update = self._queries[first]
+        cur = await self.conn.execute(bounds, [*lower, *(cp.max_key or []), self.size])
+        row = await cur.fetchone()
+        if row is None:
+            return Checkpoint(cp.last_key, cp.max_key, cp.rows_done, cp.rows_total, cp.batches,
+                              self.size, finished=True, rows_per_s=rate), 0
+        last = [str(v) for v in row[: self.n_keys]]
+        scanned = int(row[self.n_keys])
+        # Same transaction: a row inserted into the range since the bounds were
+        # read is updated too, which is harmless (it matches where_sql only if
+        # it still needs the value).
+        cur = await self.conn.execute(update, [*lower, *last])
+        return Checkpoint(last, cp.max_key, cp.rows_done + scanned,
+                          max(cp.rows_total, cp.rows_done + scanned), cp.batches + 1, self.size,
+                          finished=scanned < self.size, rows_per_s=rate), max(cur.rowcount, 0)
+
+    async def _page_batch(self, cp: Checkpoint, rate: float | None) -> tuple[Checkpoint, int]:
+        """The next range of pages (a table without a key), in the caller's transaction."""
+        assert cp.max_key is not None
+        pages, node = int(cp.max_key[0]), cp.max_key[1]
+        lo = int(cp.last_key[0]) if cp.last_key else 0
+        hi = min(pages, lo + tid_ranges.pages_for(self.size, cp.rows_total, pages))
+        cur = await self.conn.execute(tid_ranges.update_query(self.spec),
+                                      [tid_ranges.tid(lo), tid_ranges.tid(hi)])
+        updated = max(cur.rowcount, 0)
+        done = round(hi / pages * cp.rows_total) if pages else cp.rows_total
+        if hi >= pages:
+            name = tid_ranges.relation_name(self.spec)
+            cur = await self.conn.execute(tid_ranges.EXTENT_QUERY, [name, name])
+            extent = await cur.fetchone()
+            assert extent is not None
+            if str(extent[1]) != node:
+                # Rewritten since the walk began: every page was renumbered, so
+                # rows may now sit on pages already walked.  Walk it all again.
+                log.warning("table rewritten during the backfill (VACUUM FULL, CLUSTER, "
+                            "pg_repack): walking it again", job=self.job_id, step=self.step.id)
+                return Checkpoint(None, [str(int(extent[0])), str(extent[1])], 0, cp.rows_total,
+                                  cp.batches + 1, self.size, finished=False,
+                                  rows_per_s=rate), updated
+        return Checkpoint([str(hi)], cp.max_key, max(cp.rows_done, done),
+                          max(cp.rows_total, done), cp.batches + 1, self.size,
+                          finished=hi >= pages, rows_per_s=rate), updated
+
     async def run(self) -> None:
         cp = await self._start()
         # rows_done comes from the checkpoint, so continuing after a crash or
@@ -278,44 +342,21 @@ class Backfill:
             await self._wait_for_throttles(stats)
             await self._acknowledge_settings()
             assert cp.max_key is not None
-            first = cp.last_key is None
-            bounds = bounds_query(self.spec, first=first)
-            update = update_query(self.spec, first=first)
 
             def shrink(_: BaseException) -> None:
                 # A timeout or lock failure on a big batch: retry with a smaller one.
                 self.size = max(self.opts.min_size, self.size // 2)
 
-            async def one_batch(cp: Checkpoint = cp, first: bool = first, bounds: sql.SQL = bounds,
-                                update: sql.SQL = update
-                                ) -> tuple[Checkpoint, float, int, journal.Control]:
-                lower: list[Any] = [] if first else list(cp.last_key or [])
+            async def one_batch(cp: Checkpoint = cp) -> tuple[Checkpoint, float, int,
+                                                              journal.Control]:
                 t0 = time.monotonic()
                 async with self.conn.transaction():
                     # Both timeouts in one round trip: per-batch overhead is what
                     # separates a batched backfill from one big UPDATE.
                     await self.conn.execute(timeouts(self.settings.lock_timeout_ms,
                                                      self.opts.statement_timeout_ms, local=True))
-                    cur = await self.conn.execute(bounds, [*lower, *(cp.max_key or []), self.size])
-                    row = await cur.fetchone()
-                    if row is None:
-                        new = Checkpoint(cp.last_key, cp.max_key, cp.rows_done, cp.rows_total,
-                                         cp.batches, self.size, finished=True,
-                                         rows_per_s=stats.rate_last_minute)
-                        updated = 0
-                    else:
-                        last = [str(v) for v in row[: self.n_keys]]
-                        scanned = int(row[self.n_keys])
-                        # Same transaction: a row inserted into the range since the
-                        # bounds were read is updated too, which is harmless (it
-                        # matches where_sql only if it still needs the value).
-                        cur = await self.conn.execute(update, [*lower, *last])
-                        updated = max(cur.rowcount, 0)
-                        new = Checkpoint(last, cp.max_key, cp.rows_done + scanned,
-                                         max(cp.rows_total, cp.rows_done + scanned),
-                                         cp.batches + 1, self.size,
-                                         finished=scanned < self.size,
-                                         rows_per_s=stats.rate_last_minute)
+                    batch = self._page_batch if self.by_pages else self._keyset_batch
+                    new, updated = await batch(cp, stats.rate_last_minute)
                     if new.finished:
                         await journal.set_step(self.conn, self.job_id, self.step.id,
                                                StepStatus.DONE)
@@ -342,7 +383,7 @@ class Backfill:
             self.progress.backfill(self.step, stats, force=cp.finished)
             if not cp.finished and self.opts.sleep_ms:
                 await anyio.sleep(self.opts.sleep_ms / 1000)
-        if cp.max_key is None:
+        if cp.batches == 0:
             # An empty table: nothing to walk; the step is done all the same.
             async with self.conn.transaction():
                 await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.DONE)

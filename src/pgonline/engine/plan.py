@@ -267,8 +267,9 @@ class Plan:
                 keys = ", ".join(b.key_columns)
                 where = f" AND ({b.where_sql})" if b.where_sql else ""
                 table = render(sql.Identifier(b.schema, b.table))
+                batch = (f"({keys}) IN <next keyset batch>" if b.key_columns
+                         else "ctid >= <first page> AND ctid < <end page>")
                 lines.append(  # display text only, never executed
-                    f"   UPDATE {table} SET {b.set_sql}"  # noqa: S608
-                    f" WHERE ({keys}) IN <next keyset batch>{where}"
+                    f"   UPDATE {table} SET {b.set_sql} WHERE {batch}{where}"  # noqa: S608
                 )
         return "\n".join(lines)
