@@ -11,14 +11,13 @@ from typing import Any
 
 import psycopg
 
-from tests.support.chaos import replay, row_differences, start_writer
-from tests.support.online_load import MAX_LATENCY_MS
+from tests.support.chaos import start_writer
 from tests.support.partitioned import (
     ROWS,
     WRITER,
+    check_writer,
     create_events,
-    initial_rows,
-    rows,
+    partition_tables,
     run_while_writing,
 )
 from tests.support.tables import schema_snapshot
@@ -34,22 +33,11 @@ def _constraints(db: psycopg.Connection[Any], contype: str) -> dict[str, tuple[s
         " WHERE c.contype = %s AND c.conrelid::regclass::text LIKE 'events%%'", [contype])}
 
 
-def _tables(db: psycopg.Connection[Any]) -> set[str]:
-    return {str(r[0]) for r in db.execute(
-        "SELECT relid::regclass::text FROM pg_partition_tree('events')")}
-
 
 def _steps(db: psycopg.Connection[Any]) -> list[str]:
     (plan,) = db.execute("SELECT plan FROM pgonline.jobs ORDER BY id DESC LIMIT 1").fetchone()
     return [s["id"] for s in plan["steps"]]
 
-
-def _check_writer(db: psycopg.Connection[Any], writer: Any) -> None:
-    expected, report = replay(initial_rows(), [writer])
-    assert report.errors == [], report.errors[:3]
-    assert report.missing == [], report.missing[:3]
-    assert max(report.max_ms.values()) < MAX_LATENCY_MS, report.max_ms
-    assert row_differences(expected, rows(db), ["note", "hits"]) == {}
 
 
 def test_check_is_validated_leaf_by_leaf_then_on_the_parent_under_writes(db, dsn, online,
@@ -68,9 +56,9 @@ def test_check_is_validated_leaf_by_leaf_then_on_the_parent_under_writes(db, dsn
     assert steps[0] == "add-constraint" and steps[-1] == "validate"
     assert len([s for s in steps if s.startswith("validate-p")]) == 6  # one per leaf
     cons = _constraints(db, "c")
-    assert set(cons) == _tables(db)
+    assert set(cons) == partition_tables(db)
     assert all(name == "hits_nonneg" and valid for name, _, valid in cons.values()), cons
-    _check_writer(db, writer)
+    check_writer(db, writer)
 
 
 def test_foreign_key_is_added_per_leaf_then_adopted_by_the_parent_under_writes(
@@ -90,7 +78,7 @@ def test_foreign_key_is_added_per_leaf_then_adopted_by_the_parent_under_writes(
     cons = _constraints(db, "f")
     # Every table of the tree has a validated foreign key; the leaves' are children of
     # their parent's (the sub-partitions' were created by the parent's ADD FOREIGN KEY).
-    assert set(cons) == _tables(db)
+    assert set(cons) == partition_tables(db)
     assert cons["events"] == ("events_kind_fkey", None, True)
     assert all(valid for _, _, valid in cons.values()), cons
     assert cons["events_r3"][1] == "events_kind_fkey"
@@ -101,7 +89,7 @@ def test_foreign_key_is_added_per_leaf_then_adopted_by_the_parent_under_writes(
         raise AssertionError("orphan accepted")
     except psycopg.errors.ForeignKeyViolation:
         pass
-    _check_writer(db, writer)
+    check_writer(db, writer)
 
 
 def test_rollback_of_the_partitioned_foreign_key_restores_the_schema(db, online):

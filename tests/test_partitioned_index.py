@@ -14,15 +14,15 @@ from typing import Any
 import psycopg
 
 from tests.conftest import spawn_online
-from tests.support.chaos import replay, row_differences, start_writer
-from tests.support.online_load import MAX_LATENCY_MS, crash, wait_for
+from tests.support.chaos import start_writer
+from tests.support.online_load import crash, wait_for
 from tests.support.partitioned import (
     ROWS,
     WRITER,
+    check_writer,
     create_events,
-    initial_rows,
     leaves,
-    rows,
+    partition_tables,
     run_while_writing,
 )
 from tests.support.tables import schema_snapshot
@@ -38,18 +38,6 @@ def _pieces(db: psycopg.Connection[Any], index: str) -> dict[str, tuple[str, boo
         [index])}
 
 
-def _tables(db: psycopg.Connection[Any]) -> set[str]:
-    return {str(r[0]) for r in db.execute(
-        "SELECT relid::regclass::text FROM pg_partition_tree('events')")}
-
-
-def _assert_writer_saw_nothing_and_lost_nothing(db: psycopg.Connection[Any], writer: Any) -> None:
-    expected, report = replay(initial_rows(), [writer])
-    assert report.errors == [], report.errors[:3]
-    assert report.missing == [], report.missing[:3]
-    assert report.writes > 50, report
-    assert max(report.max_ms.values()) < MAX_LATENCY_MS, report.max_ms
-    assert row_differences(expected, rows(db), ["note", "hits"]) == {}
 
 
 def test_index_is_built_leaf_by_leaf_under_writes_and_becomes_valid(db, dsn, online,
@@ -67,7 +55,7 @@ def test_index_is_built_leaf_by_leaf_under_writes_and_becomes_valid(db, dsn, onl
     pieces = _pieces(db, "events_hits_idx")
     # Every table of the tree (root, both sub-partitioned ranges, all five
     # leaves) has its piece, and every piece, the root's included, is valid.
-    assert set(pieces) == _tables(db)
+    assert set(pieces) == partition_tables(db)
     assert all(valid for _, valid in pieces.values()), pieces
     (definition,) = db.execute("SELECT pg_get_indexdef('events_hits_idx'::regclass)").fetchone()
     assert definition == ("CREATE INDEX events_hits_idx ON ONLY public.events USING btree (hits)"
@@ -78,7 +66,7 @@ def test_index_is_built_leaf_by_leaf_under_writes_and_becomes_valid(db, dsn, onl
     plan = "\n".join(str(r[0]) for r in db.execute(
         "EXPLAIN (COSTS OFF) SELECT * FROM events WHERE hits = 5"))
     assert "events_r3_events_hits_idx" in plan, plan
-    _assert_writer_saw_nothing_and_lost_nothing(db, writer)
+    check_writer(db, writer)
 
 
 def test_crash_mid_leaf_resumes_that_leaf_and_a_partition_created_meanwhile_gets_its_piece(
@@ -112,18 +100,18 @@ def test_crash_mid_leaf_resumes_that_leaf_and_a_partition_created_meanwhile_gets
     assert r.code == 0, r.err
     assert "resumed" in r.out
     pieces = _pieces(db, "events_note_idx")
-    assert set(pieces) == _tables(db) and "events_r2_c" in pieces
+    assert set(pieces) == partition_tables(db) and "events_r2_c" in pieces
     assert all(valid for _, valid in pieces.values()), pieces
     assert db.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone() == (0,)
     assert db.execute("SELECT status FROM pgonline.jobs").fetchall() == [("done",)]
-    _assert_writer_saw_nothing_and_lost_nothing(db, writer)
+    check_writer(db, writer)
 
 
 def test_rollback_drops_the_partitioned_index_and_every_piece(db, online):
     create_events(db)
     before = schema_snapshot(db)
     assert online("add-index", "events", "hits", "note").code == 0
-    assert len(_pieces(db, "events_hits_note_idx")) == len(_tables(db))
+    assert len(_pieces(db, "events_hits_note_idx")) == len(partition_tables(db))
     (job,) = db.execute("SELECT id FROM pgonline.jobs").fetchone()
     r = online("rollback", str(job), "--confirm")
     assert r.code == 0, r.err
@@ -159,7 +147,7 @@ def test_unique_index_must_contain_every_levels_partition_key(db, online):
     r = online("add-index", "events", "kind", "id", "hits", "--unique")
     assert r.code == 0, r.err
     pieces = _pieces(db, "events_kind_id_hits_idx")
-    assert all(valid for _, valid in pieces.values()) and len(pieces) == len(_tables(db))
+    assert all(valid for _, valid in pieces.values()) and len(pieces) == len(partition_tables(db))
 
 
 def test_leaves_list_is_what_the_plan_walks(db, online):
@@ -192,11 +180,11 @@ def test_a_migrations_create_index_on_a_partitioned_table_is_built_piece_by_piec
     assert jobs == [("add-index", "done"), ("create-index", "done")]
     for index in ("events_hits_idx", "events_note_incl"):
         pieces = _pieces(db, index)
-        assert set(pieces) == _tables(db), index
+        assert set(pieces) == partition_tables(db), index
         assert all(valid for _, valid in pieces.values()), pieces
     (leaf_def,) = db.execute(
         "SELECT pg_get_indexdef(x.indexrelid) FROM pg_partition_tree('events_note_incl') i"
         " JOIN pg_index x ON x.indexrelid = i.relid WHERE x.indrelid = 'events_r3'::regclass"
     ).fetchone()
     assert "USING btree (note DESC) INCLUDE (hits)" in leaf_def
-    _assert_writer_saw_nothing_and_lost_nothing(db, writer)
+    check_writer(db, writer)

@@ -14,14 +14,13 @@ from typing import Any
 
 import psycopg
 
-from tests.support.chaos import replay, row_differences, start_writer
-from tests.support.online_load import MAX_LATENCY_MS
+from tests.support.chaos import start_writer
 from tests.support.partitioned import (
     ROWS,
     WRITER,
+    check_writer,
     create_events,
-    initial_rows,
-    rows,
+    partition_tables,
     run_while_writing,
 )
 from tests.support.tables import schema_snapshot
@@ -38,18 +37,6 @@ def _constraints(db: psycopg.Connection[Any], contype: str) -> dict[str, tuple[s
         " WHERE c.contype = %s AND c.conrelid::regclass::text LIKE 'events%%'", [contype])}
 
 
-def _tables(db: psycopg.Connection[Any]) -> set[str]:
-    return {str(r[0]) for r in db.execute(
-        "SELECT relid::regclass::text FROM pg_partition_tree('events')")}
-
-
-def _check_writer(db: psycopg.Connection[Any], writer: Any) -> None:
-    expected, report = replay(initial_rows(), [writer])
-    assert report.errors == [], report.errors[:3]
-    assert report.missing == [], report.missing[:3]
-    assert report.writes > 50, report
-    assert max(report.max_ms.values()) < MAX_LATENCY_MS, report.max_ms
-    assert row_differences(expected, rows(db), ["note", "hits"]) == {}
 
 
 def test_unique_constraint_is_built_per_leaf_and_adopted_by_the_parent_under_writes(
@@ -67,7 +54,7 @@ def test_unique_constraint_is_built_per_leaf_and_adopted_by_the_parent_under_wri
     cons = {t: c for t, c in _constraints(db, "u").items()}
     # Every table of the tree has its constraint, each a child of its parent's,
     # and the root's is the one named on the command line.
-    assert set(cons) == _tables(db)
+    assert set(cons) == partition_tables(db)
     assert cons["events"][:2] == ("events_hits_id_kind_key", None)
     assert cons["events_r1_h0"][1] == cons["events_r1"][0]
     assert cons["events_r1"][1] == "events_hits_id_kind_key"
@@ -81,7 +68,7 @@ def test_unique_constraint_is_built_per_leaf_and_adopted_by_the_parent_under_wri
         raise AssertionError("duplicate accepted")
     except psycopg.errors.UniqueViolation:
         pass
-    _check_writer(db, writer)
+    check_writer(db, writer)
 
 
 def test_primary_key_on_a_partitioned_table_under_writes(db, dsn, online, tmp_path: Path):
@@ -96,9 +83,9 @@ def test_primary_key_on_a_partitioned_table_under_writes(db, dsn, online, tmp_pa
         writer.stop()
     assert r.code == 0, r.err
     cons = _constraints(db, "p")
-    assert set(cons) == _tables(db) and cons["events"][:2] == ("events_pkey", None)
+    assert set(cons) == partition_tables(db) and cons["events"][:2] == ("events_pkey", None)
     assert all(valid for _, _, valid in cons.values())
-    _check_writer(db, writer)
+    check_writer(db, writer)
 
 
 def test_a_key_without_every_levels_partition_key_is_refused_with_the_reason(db, online):
@@ -160,4 +147,4 @@ def test_a_migrations_add_constraint_unique_on_a_partitioned_table_runs_per_leaf
     assert r.code == 0, r.err
     assert db.execute("SELECT kind, status FROM pgonline.jobs").fetchall() == [("add-unique", "done")]
     cons = _constraints(db, "u")
-    assert set(cons) == _tables(db) and cons["events"][0] == "ev_u"
+    assert set(cons) == partition_tables(db) and cons["events"][0] == "ev_u"

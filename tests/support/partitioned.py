@@ -18,6 +18,8 @@ from typing import Any
 
 import psycopg
 
+from tests.support.chaos import replay, row_differences
+from tests.support.online_load import MAX_LATENCY_MS
 from tests.support.writer import WriterSpec
 
 TABLE = "events"
@@ -76,3 +78,24 @@ def run_while_writing(writer: Any, run: Any, *args: str) -> tuple[Any, int]:
     during = len(writer.records()) - before
     time.sleep(0.2)
     return result, during
+
+
+def partition_tables(db: psycopg.Connection[Any]) -> set[str]:
+    """Every table of the tree, the parent included."""
+    return {str(r[0]) for r in db.execute(
+        "SELECT relid::regclass::text FROM pg_partition_tree('events')")}
+
+
+def check_writer(db: psycopg.Connection[Any], writer: Any,
+                 columns: tuple[str, ...] = ("note", "hits"), *,
+                 min_writes: int = 50) -> dict[int, Any]:
+    """The writer saw no error and no lost row, waited less than the lock bound, and every
+    row is as its log says; returns the expected rows."""
+    expected, report = replay(initial_rows(), [writer])
+    assert report.errors == [], report.errors[:3]
+    assert report.missing == [], report.missing[:3]
+    assert report.writes > min_writes, report
+    assert max(report.max_ms.values()) < MAX_LATENCY_MS, report.max_ms
+    assert row_differences(expected, rows(db), list(columns)) == {}
+    return expected
+
