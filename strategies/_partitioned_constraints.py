@@ -52,7 +52,7 @@ def leaf_validate_steps(tree: PartitionTree, name: str, *, why_safe: str) -> lis
         sql=render(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
             p.ident, sql.Identifier(name))),
         done_if=_exists(p.display, name, validated=True),
-        why_safe=why_safe,
+        why_safe=why_safe, tables=(p.display,),
     ) for p in tree.leaves]
 
 
@@ -84,6 +84,7 @@ def partitioned_fk_steps(t: TableFacts, tree: PartitionTree, name: str, fk_claus
                 p.ident, con)),
             why_safe=f"NOT VALID skips the scan: SHARE ROW EXCLUSIVE on this partition and "
             f"{ref.display} for a catalog update only",
+            tables=(p.display,),
         ))
         validates.append(Step(
             id=f"validate-p{n}", phase=Phase.CONTRACT, lock=LockLevel.SHARE_UPDATE_EXCLUSIVE,
@@ -92,6 +93,7 @@ def partitioned_fk_steps(t: TableFacts, tree: PartitionTree, name: str, fk_claus
             done_if=_exists(p.display, piece, validated=True),
             why_safe=f"VALIDATE takes SHARE UPDATE EXCLUSIVE on this partition and ROW SHARE "
             f"on {ref.display}: reads and writes continue during the scan",
+            tables=(p.display,),
         ))
     return [*adds, *validates, _parent_fk_step(t, name, fk_clause, ref, columns)]
 

@@ -36,6 +36,7 @@ pieces not attached yet CONCURRENTLY.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from pgonline.strategies._ddl import concurrent_index_step, create_index_sql
 from psycopg import sql
@@ -189,6 +190,8 @@ def partitioned_index_steps(schema: str, table: str, tree: PartitionTree, index:
             why_safe="catalog only: ACCESS EXCLUSIVE is on the partition's new index (writes to "
             "that partition wait for the catalog update), SHARE UPDATE EXCLUSIVE on the "
             "partitioned index, ACCESS SHARE on the tables",
+            # A VACUUM of the partition holds its indexes: wait for it outside the queue.
+            tables=(p.display,),
         )
 
     def parent_index_of(p: Partition) -> str:
@@ -207,11 +210,11 @@ def partitioned_index_steps(schema: str, table: str, tree: PartitionTree, index:
         for p in tree.children(schema, name):
             if p.is_leaf:
                 piece = piece_name(index, p)
-                steps.append(concurrent_index_step(
+                steps.append(replace(concurrent_index_step(
                     step_id=f"build-p{number[(p.schema, p.name)]}", target=p.ident,
                     schema=p.schema, index=piece, statement=text[(p.schema, p.name)],
                     description=f"build {render(sql.Identifier(p.schema, piece))} on partition "
-                    f"{p.display} CONCURRENTLY (outside a transaction)"))
+                    f"{p.display} CONCURRENTLY (outside a transaction)"), tables=(p.display,)))
             else:
                 walk(p.schema, p.name)
             steps.append(attach(p, parent_index_of(p)))
@@ -307,11 +310,11 @@ def partitioned_key_steps(schema: str, table: str, tree: PartitionTree, name: st
     for p in tree.leaves:
         piece = piece_name(name, p)
         n = number[(p.schema, p.name)]
-        steps.append(concurrent_index_step(
+        steps.append(replace(concurrent_index_step(
             step_id=f"build-p{n}", target=p.ident, schema=p.schema, index=piece,
             statement=create_index_sql(piece, p.ident, definition, concurrently=True),
             description=f"build unique index {render(sql.Identifier(p.schema, piece))} on "
-            f"partition {p.display} CONCURRENTLY (outside a transaction)"))
+            f"partition {p.display} CONCURRENTLY (outside a transaction)"), tables=(p.display,)))
         steps.append(Step(
             id=f"constrain-p{n}", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
             description=f"make it {what} constraint {render(sql.Identifier(piece))} of "
@@ -325,6 +328,7 @@ def partitioned_key_steps(schema: str, table: str, tree: PartitionTree, name: st
                 p.ident, sql.Identifier(piece))),
             why_safe="the valid unique index already proves uniqueness: a catalog update "
             "under ACCESS EXCLUSIVE on this partition only",
+            tables=(p.display,),
         ))
     steps.append(_add_key_step(schema, table, name, columns, primary))
     return steps
