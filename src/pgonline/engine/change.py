@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from pgonline import registry
+from pgonline.catalog import citus
 from pgonline.catalog import indexes as index_catalog
 from pgonline.catalog import tables
 from pgonline.connection import Conn, connection
@@ -218,6 +219,9 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
             target = resolved.quoted()
             if declared.complete is not None:
                 args = await declared.complete(conn, args)
+        # Planning time, before any job exists: Citus distributed and reference
+        # tables are refused (docs/scale.md); local tables go on as usual.
+        await citus.refuse_distributed(conn, target, target)
         # A dry run may plan other arguments than it records (a preview).
         previewed = declared.preview(args) if ctx.dry_run and declared.preview else None
         planned, note = previewed if previewed is not None else (args, None)
@@ -230,6 +234,23 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
 
         return await plan_and_run(ctx, conn, kind, target, asdict(args), make_plan,
                                   started=started)
+
+
+async def finished_before(dsn: str, kind: str, change: Change[Any]) -> journal.Job | None:
+    """The newest job of this very command on ``dsn``, if it is done.
+
+    A command that finished on a database cannot be planned there again
+    (the column exists, the index exists): planning says so with a catalog
+    error.  Fleet mode re-runs a command on every target after an
+    interruption, so it asks this to tell "done by an earlier run" from a
+    real conflict.  Arguments that ``complete`` fills in from the catalog are
+    compared as given (such a command reports the conflict as it is).
+    """
+    async with connection(dsn) as conn:
+        if await journal.schema_version(conn) is None:
+            return None
+        job = await journal.latest_of_command(conn, kind, asdict(change.args))
+    return job if job is not None and job.status is journal.JobStatus.DONE else None
 
 
 async def _index_job_target(conn: Conn, kind: str, index: QualifiedName, args: Any) -> str:
