@@ -7,16 +7,17 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from pgonline import registry
-from pgonline.catalog import citus
+from pgonline.catalog import citus, tables
 from pgonline.catalog import indexes as index_catalog
-from pgonline.catalog import tables
-from pgonline.connection import Conn, connection
+from pgonline.connection import Conn, connection, set_session
 from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
 from pgonline.engine.progress import Progress
-from pgonline.errors import JobError, PgOnlineError
+from pgonline.errors import JobError, LockUnavailableError, PgOnlineError
 from pgonline.registry import Change
 from pgonline.safety.throttle import Throttles
 from pgonline.sql.identifiers import QualifiedName
@@ -206,9 +207,36 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
     The command line and ``migrate up --online`` both end here, with the
     same :class:`Change` for the same change, so they find each other's jobs.
     """
+    try:
+        return await _run_change(ctx, kind, change)
+    except psycopg.errors.LockNotAvailable as exc:
+        # Only planning's session gets here (the executor handles its own).
+        settings = ctx.options.settings
+        raise LockUnavailableError(
+            f"planning waited more than {_planning_lock_ms(ctx)} ms for a lock on the table "
+            f"(another session holds a conflicting lock, e.g. ACCESS EXCLUSIVE): "
+            f"{exc.diag.message_primary or str(exc).strip()}",
+            hint="nothing was changed; find the session holding the table "
+                 "(pg_locks, pg_stat_activity) and run the command again; --lock-timeout "
+                 f"({settings.lock_timeout_ms} ms) x --max-retries bounds this wait",
+            sqlstate=exc.sqlstate) from None
+
+
+def _planning_lock_ms(ctx: RunContext) -> int:
+    """How long planning may wait for a lock: the DDL's whole retry budget, at most a minute."""
+    return min(ctx.options.settings.lock_timeout_ms * ctx.options.max_attempts, 60_000)
+
+
+async def _run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeOutcome:
     declared = registry.command(kind)
     plan_fn = registry.planner(kind)
     async with connection(ctx.dsn) as conn:
+        # Planning reads the catalog, but some of it locks the table: pg_get_expr
+        # and EXPLAIN take ACCESS SHARE, a pre-flight count scans.  Behind a
+        # session holding ACCESS EXCLUSIVE for long, that would wait for ever
+        # (harmlessly for the application: ACCESS SHARE queues behind nothing
+        # but ACCESS EXCLUSIVE); bounded, the command fails with exit 5 instead.
+        await conn.execute(set_session("lock_timeout", _planning_lock_ms(ctx)))
         started = await server_now(conn)
         args = change.args  # recorded in the job: the twin lookup compares them
         if declared.on_index:
