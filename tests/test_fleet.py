@@ -132,10 +132,20 @@ def test_migrate_up_on_two_servers_goes_on_past_an_unreachable_target_and_exits_
             assert "verified" in columns(db, "users")
             assert db.execute("SELECT count(*) FROM schema_migrations").fetchone() == (2,)
 
+    # Down on the reachable ones, then up again: one migration each way.
+    reachable = fleet.targets([dsns[0], dsns[1], dsns[3]])
+    r = online("migrate", "down", directory, "1", "--targets", reachable, with_dsn=False)
+    assert r.code == 0, r.err
+    assert r.out.count("1 rolled back") == 3, r.out
+    r = online("migrate", "up", directory, "--targets", reachable, with_dsn=False)
+    assert r.code == 0, r.err
+    assert r.out.count("1 applied") == 3, r.out
+
     # The same again: the reachable ones are up to date, as JSON this time.
-    r = online("migrate", "up", directory, "--targets", targets, "--format", "json",
+    r = online("migrate", "up", directory, "--targets", fleet.targets(dsns), "--format", "json",
                with_dsn=False)
     assert r.code == 11, r.err
+    targets = fleet.targets(dsns)
     summary = _json_summary(r.out)
     assert [t["result"] for t in summary["targets"]] == [
         "up to date", "up to date", "failed", "up to date"]
@@ -181,6 +191,12 @@ def test_every_schema_change_command_takes_targets_and_status_aggregates_the_fle
     data = json.loads(r.out)
     assert [len(t["jobs"]) for t in data] == [1, 1, 1]
     assert data[0]["jobs"][0]["status"] == "done"
+
+    # A database that cannot be read is a line of its own, and the exit code says so.
+    r = online("status", "--targets", fleet.targets([*dsns, unreachable()]), with_dsn=False)
+    assert r.code == 11, r.err
+    assert "error: cannot connect to PostgreSQL" in r.out and SECRET not in r.out + r.err
+    assert r.out.count("add-column") == 3
 
 
 def test_a_target_whose_table_stays_locked_fails_alone_with_exit_5(pg_server, fleet, online):
@@ -248,6 +264,46 @@ def test_stop_on_error_and_canary_start_no_further_target_after_a_failure(
     r = online("add-column", "users", "b", "int", "--targets", fleet.targets([dsns[0], dsns[2]]),
                "--canary", "1", with_dsn=False)
     assert r.code == 0, r.err
+
+
+def test_the_targets_file_takes_dsns_service_names_and_comments_and_hides_passwords():
+    from pgonline.engine.fleet import parse_targets
+
+    found = parse_targets(
+        "# shards\n"
+        "postgresql://app:pa#ss@db1/app   # the first (a # inside a password is kept)\n"
+        "\n"
+        "host=db2 dbname=app password=hunter2\n"
+        "   tenant_eu\n")
+    assert [t.dsn for t in found] == ["postgresql://app:pa#ss@db1/app",
+                                      "host=db2 dbname=app password=hunter2",
+                                      "service=tenant_eu"]
+    assert [t.label for t in found] == ["postgresql://app:***@db1/app",
+                                        "host=db2 dbname=app password=***", "tenant_eu"]
+    assert [t.line for t in found] == [2, 4, 5]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "lists no target"),
+    ("# only a comment\n", "lists no target"),
+    ("host=a dbname=x\nhost=a dbname=x\n", "line 2: the same target as line 1"),
+    ("host='unterminated\n", "line 1: not a DSN or service name"),
+])
+def test_a_bad_targets_file_is_a_usage_error(text, message):
+    from pgonline.engine.fleet import parse_targets
+    from pgonline.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        parse_targets(text)
+
+
+def test_targets_excludes_dsn_and_the_fleet_options_need_targets(online, tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("host=nowhere\n")
+    r = online("add-column", "users", "a", "int", "--targets", str(path))  # + --dsn
+    assert r.code == 2 and "--dsn and --targets exclude each other" in r.err
+    r = online("add-column", "users", "a", "int", "--canary", "1")
+    assert r.code == 2 and "--canary needs --targets FILE" in r.err
 
 
 SLOW = ["add-column", "users", "t", "uuid", "--default", "gen_random_uuid()",
