@@ -104,7 +104,7 @@ def _shared_parameters(declared: Command) -> list[click.Parameter]:
 
     options = execution_options(backfill=declared.backfills, index_build=declared.builds_index,
                                 contract=declared.postponable)
-    decorated = fleet_cli.fleet_options(dsn_option(options(shared)))
+    decorated = dsn_option(fleet_cli.fleet_options(options(shared)))
     return list(reversed(decorated.__click_params__))  # type: ignore[attr-defined]
 
 

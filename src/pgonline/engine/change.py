@@ -218,13 +218,25 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
             f"{exc.diag.message_primary or str(exc).strip()}",
             hint="nothing was changed; find the session holding the table "
                  "(pg_locks, pg_stat_activity) and run the command again; --lock-timeout "
-                 f"({settings.lock_timeout_ms} ms) x --max-retries bounds this wait",
+                 f"({settings.lock_timeout_ms} ms) x --max-retries bounds this wait (5 to 60 s)",
             sqlstate=exc.sqlstate) from None
 
 
 def _planning_lock_ms(ctx: RunContext) -> int:
-    """How long planning may wait for a lock: the DDL's whole retry budget, at most a minute."""
-    return min(ctx.options.settings.lock_timeout_ms * ctx.options.max_attempts, 60_000)
+    """How long planning may wait for a lock: the DDL's whole retry budget, 5 s to a minute.
+
+    Planning only ever asks for ACCESS SHARE (or waits on the journal's own
+    serialization), and a waiting ACCESS SHARE request holds up no other
+    session, so the bound is about not hanging, not about the application:
+    at least a few seconds, so that a short DDL of someone else's is simply
+    waited for.
+    """
+    budget = ctx.options.settings.lock_timeout_ms * ctx.options.max_attempts
+    return max(PLANNING_LOCK_MIN_MS, min(budget, PLANNING_LOCK_MAX_MS))
+
+
+PLANNING_LOCK_MIN_MS = 5_000
+PLANNING_LOCK_MAX_MS = 60_000
 
 
 async def _run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeOutcome:
