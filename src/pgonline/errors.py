@@ -19,6 +19,8 @@ Exit codes (documented in README.md):
  8    migration directory error (naming, checksum, dirty state)
  9    lint found problems
 10    a statement failed on the server (message carries the SQLSTATE)
+11    fleet mode (--targets): at least one target failed or was not started
+      (each target's own code is in the summary)
 130   interrupted (Ctrl-C); the job is resumable
 143   terminated (SIGTERM); the job is resumable (the CLI maps Interrupted to it)
 ====  ==========================================================
@@ -100,6 +102,12 @@ class StatementError(PgOnlineError):
     """A statement of the plan failed on the server with a non-retryable error."""
 
     exit_code = 10
+
+
+class FleetFailed(PgOnlineError):
+    """Fleet mode: some targets failed or were not started; the summary names each one's code."""
+
+    exit_code = 11
 
 
 class Interrupted(PgOnlineError):

@@ -43,6 +43,22 @@ def jobs_table(rows: Sequence[Any], *, detail: bool = False) -> str:
     return text
 
 
+def fleet_jobs_table(per_target: Sequence[tuple[str, Sequence[Any], str | None]]) -> str:
+    """``online status --targets``: every target's jobs, one line each, led by the target."""
+    body: list[list[Any]] = []
+    for target, rows, error in per_target:
+        if error is not None:
+            body.append([target, "", "", "", f"error: {error}", "", "", "", "", ""])
+        elif not rows:
+            body.append([target, "", "", "", "no jobs", "", "", "", "", ""])
+        for r in rows:
+            body.append([target, r.id, r.kind, r.target, _shown_state(r),
+                         f"{r.steps_done}/{r.steps_total}", _backfill(r), _rate(r.rows_per_s),
+                         duration(r.eta_s), r.updated_at.strftime("%Y-%m-%d %H:%M:%S")])
+    return table(["database", "job", "kind", "target", "status", "steps", "backfill", "rate",
+                  "eta", "updated"], body)
+
+
 def job_detail(r: Any) -> str:
     """Everything ``online status JOB`` knows about one job."""
     where = f"phase {r.phase}, step {r.current_step}" if r.current_step else ""

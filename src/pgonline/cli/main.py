@@ -124,7 +124,7 @@ class _Online(click.Group):
 
 
 # Modules of this package that register no command of their own name.
-_NOT_COMMANDS = ("main", "options")
+_NOT_COMMANDS = ("main", "options", "fleet")
 
 
 @click.group(cls=_Online,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from pgonline.cli import fleet as fleet_cli
 from pgonline.cli.main import run_async
 from pgonline.cli.options import build_throttles, dsn_option, throttle_options
 from pgonline.connection import SessionSettings
@@ -85,6 +87,41 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
         layout=LAYOUTS[layout] if layout else None,
         table_explicit=_given("table"),
     )
+
+
+def _on_targets(fleet: fleet_cli.FleetArgs, table: str, kw: dict[str, Any],
+                directory: Path, run: Callable[[Any], Awaitable[list[str]]], *, verb: str,
+                online: bool = False, batch_size: int = 1000, sleep_ms: int = 10,
+                nothing: str = "up to date") -> None:
+    """``migrate up/down ... --targets FILE``: the same directory on every database of FILE.
+
+    Each target has its own runner (its own connection, tracking table and
+    migration lock) and, with --online, its own jobs in its own journal.
+    """
+    from pgonline.engine.fleet import Outcome, Target
+    from pgonline.engine.progress import Progress
+    from pgonline.migrations.runner import Runner
+
+    targets: list[Target] = fleet_cli.read(fleet)
+    many = fleet_cli.concurrent(fleet, len(targets))
+    options: dict[int, Any] = {}
+    for t in targets:
+        opts = _runner_options(t.dsn, table, dict(kw), online=online, batch_size=batch_size,
+                               sleep_ms=sleep_ms)
+        out = fleet_cli.target_out(fleet, t.label)
+        context = replace(opts.context, out=out,
+                          progress=Progress(bar=False) if many else opts.context.progress)
+        options[t.line] = replace(opts, out=out, context=context)
+
+    async def work(t: Target) -> Outcome:
+        opts = options[t.line]
+        async with Runner(directory, opts) as runner:
+            done = await run(runner)
+        if opts.dry_run:
+            return Outcome("planned")
+        return Outcome(f"{len(done)} {verb}" if done else nothing)
+
+    fleet_cli.run_fleet_command(fleet, targets, work, what="migrate command")
 
 
 def _given(param: str) -> bool:
@@ -203,9 +240,15 @@ def create_cmd(directory: Path, name: str, description: str | None, author: str 
 @dsn_option
 @_table_option
 @_run_options
+@fleet_cli.fleet_options
 def up_cmd(directory: Path, count: int | None, online: bool, batch_size: int, sleep_ms: int,
            dsn: str | None, table: str, **kw: Any) -> None:
     """Apply pending migrations (all, or the next COUNT), each file in one transaction when it can."""
+    fleet = fleet_cli.take_fleet(kw)
+    if fleet is not None:
+        _on_targets(fleet, table, kw, directory, lambda r: r.up(count), verb="applied",
+                    online=online, batch_size=batch_size, sleep_ms=sleep_ms)
+        return
     opts = _runner_options(dsn, table, kw, online=online, batch_size=batch_size, sleep_ms=sleep_ms)
     done = _with_runner(directory, opts, lambda r: r.up(count))
     if done and not opts.dry_run:
@@ -219,12 +262,19 @@ def up_cmd(directory: Path, count: int | None, online: bool, batch_size: int, sl
 @dsn_option
 @_table_option
 @_run_options
+@fleet_cli.fleet_options
 def down_cmd(directory: Path, count: int | None, all_: bool, dsn: str | None, table: str,
              **kw: Any) -> None:
     """Roll back the last COUNT applied migrations (or --all), newest first."""
     if (count is None) == (not all_):
         raise UsageError("give how many migrations to roll back (e.g. `down 1`) or --all",
                          hint="a bare `down` would be too easy to run by accident")
+    fleet = fleet_cli.take_fleet(kw)
+    if fleet is not None:
+        _on_targets(fleet, table, kw, directory,
+                    lambda r: r.down(None if all_ else count), verb="rolled back",
+                    nothing="nothing to roll back")
+        return
     opts = _runner_options(dsn, table, kw)
     done = _with_runner(directory, opts, lambda r: r.down(None if all_ else count))
     if done and not opts.dry_run:

@@ -10,9 +10,11 @@ from typing import Any
 import anyio
 import click
 
+from pgonline.cli import fleet as fleet_cli
 from pgonline.cli.main import report_job, run_async
 from pgonline.cli.options import build_context, dsn_option, exec_options, execution_options
 from pgonline.connection import resolve_dsn
+from pgonline.errors import FleetFailed, UsageError
 
 
 @click.command("resume")
@@ -57,12 +59,25 @@ def rollback_cmd(job_id: int, confirm: bool, dsn: str | None, **kw: Any) -> None
 @click.option("--interval", type=click.FloatRange(0.1), default=2.0, show_default=True,
               metavar="SECONDS", help="How often --watch refreshes.")
 @dsn_option
+@fleet_cli.targets_option
+@fleet_cli.concurrency_option
 def status_cmd(job_id: int | None, active: bool, fmt: str, watch: bool, interval: float,
-               dsn: str | None) -> None:
-    """List jobs with their progress, or JOB_ID in detail: steps, rate, ETA, runner."""
+               dsn: str | None, targets: Any, concurrency: int) -> None:
+    """List jobs with their progress, or JOB_ID in detail: steps, rate, ETA, runner.
+
+    With --targets FILE: the jobs of every database in FILE, in one table
+    (each row names its database; one that cannot be read says why).
+    """
     from pgonline.engine.jobs import status
     from pgonline.output import jobs_table
 
+    if targets is not None:
+        if watch or job_id is not None:
+            raise UsageError("--targets lists every database's jobs; --watch and JOB_ID "
+                             "take one database (--dsn)")
+        fleet_status(fleet_cli.FleetArgs(path=targets, concurrency=concurrency, fmt=fmt),
+                     dsn, active)
+        return
     target = resolve_dsn(dsn)
 
     async def render() -> tuple[str, bool]:
@@ -81,6 +96,38 @@ def status_cmd(job_id: int | None, active: bool, fmt: str, watch: bool, interval
         await watch_until(render, interval)
 
     run_async(show)
+
+
+def fleet_status(fleet: fleet_cli.FleetArgs, dsn: str | None, active: bool) -> None:
+    """``online status --targets FILE``: every target's jobs in one table (or one JSON object)."""
+    from pgonline.engine.fleet import FleetOptions, Outcome, Target, run_fleet
+    from pgonline.engine.jobs import status
+    from pgonline.output import fleet_jobs_table
+
+    if dsn is not None and click.get_current_context().get_parameter_source("dsn") \
+            is click.core.ParameterSource.COMMANDLINE:
+        raise UsageError("--dsn and --targets exclude each other")
+    targets: list[Target] = fleet_cli.read(fleet)
+    found: dict[str, list[Any]] = {}
+
+    async def work(t: Target) -> Outcome:
+        found[t.label] = await status(t.dsn, job_id=None, include_finished=not active)
+        return Outcome("ok", detail=None)
+
+    async def go() -> Any:
+        return await run_fleet(targets, work, FleetOptions(concurrency=fleet.concurrency))
+
+    run = run_async(go)
+    if fleet.fmt == "json":
+        click.echo(json.dumps([{"target": r.target, "error": r.error,
+                                "jobs": [j.to_json() for j in found.get(r.target, [])]}
+                               for r in run.results]))
+    else:
+        click.echo(fleet_jobs_table([(r.target, found.get(r.target, []), r.error)
+                                     for r in run.results]))
+    if run.failed:
+        raise FleetFailed(f"{len(run.failed)} of {len(run.results)} target(s) could not be read",
+                          hint="the table says why for each")
 
 
 async def watch_until(render: Callable[[], Awaitable[tuple[str, bool]]], interval: float) -> None:

@@ -8,15 +8,17 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import psycopg
+
 from pgonline import registry
+from pgonline.catalog import citus, tables
 from pgonline.catalog import indexes as index_catalog
-from pgonline.catalog import tables
-from pgonline.connection import Conn, connection
+from pgonline.connection import Conn, connection, set_session
 from pgonline.engine import journal
 from pgonline.engine.executor import ExecOptions, Executor, JobResult
 from pgonline.engine.plan import Plan, fingerprint
 from pgonline.engine.progress import Progress
-from pgonline.errors import JobError, PgOnlineError
+from pgonline.errors import JobError, LockUnavailableError, PgOnlineError
 from pgonline.registry import Change
 from pgonline.safety.throttle import Throttles
 from pgonline.sql.identifiers import QualifiedName
@@ -227,9 +229,48 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
     The command line and ``migrate up --online`` both end here, with the
     same :class:`Change` for the same change, so they find each other's jobs.
     """
+    try:
+        return await _run_change(ctx, kind, change)
+    except psycopg.errors.LockNotAvailable as exc:
+        # Only planning's session gets here (the executor handles its own).
+        settings = ctx.options.settings
+        raise LockUnavailableError(
+            f"planning waited more than {_planning_lock_ms(ctx)} ms for a lock on the table "
+            f"(another session holds a conflicting lock, e.g. ACCESS EXCLUSIVE): "
+            f"{exc.diag.message_primary or str(exc).strip()}",
+            hint="nothing was changed; find the session holding the table "
+                 "(pg_locks, pg_stat_activity) and run the command again; --lock-timeout "
+                 f"({settings.lock_timeout_ms} ms) x --max-retries bounds this wait (5 to 60 s)",
+            sqlstate=exc.sqlstate) from None
+
+
+def _planning_lock_ms(ctx: RunContext) -> int:
+    """How long planning may wait for a lock: the DDL's whole retry budget, 5 s to a minute.
+
+    Planning only ever asks for ACCESS SHARE (or waits on the journal's own
+    serialization), and a waiting ACCESS SHARE request holds up no other
+    session, so the bound is about not hanging, not about the application:
+    at least a few seconds, so that a short DDL of someone else's is simply
+    waited for.
+    """
+    budget = ctx.options.settings.lock_timeout_ms * ctx.options.max_attempts
+    return max(PLANNING_LOCK_MIN_MS, min(budget, PLANNING_LOCK_MAX_MS))
+
+
+PLANNING_LOCK_MIN_MS = 5_000
+PLANNING_LOCK_MAX_MS = 60_000
+
+
+async def _run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeOutcome:
     declared = registry.command(kind)
     plan_fn = registry.planner(kind)
     async with connection(ctx.dsn) as conn:
+        # Planning reads the catalog, but some of it locks the table: pg_get_expr
+        # and EXPLAIN take ACCESS SHARE, a pre-flight count scans.  Behind a
+        # session holding ACCESS EXCLUSIVE for long, that would wait for ever
+        # (harmlessly for the application: ACCESS SHARE queues behind nothing
+        # but ACCESS EXCLUSIVE); bounded, the command fails with exit 5 instead.
+        await conn.execute(set_session("lock_timeout", _planning_lock_ms(ctx)))
         started = await server_now(conn)
         args = change.args  # recorded in the job: the twin lookup compares them
         if declared.on_index:
@@ -240,6 +281,9 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
             target = resolved.quoted()
             if declared.complete is not None:
                 args = await declared.complete(conn, args)
+        # Planning time, before any job exists: Citus distributed and reference
+        # tables are refused (docs/scale.md); local tables go on as usual.
+        await citus.refuse_distributed(conn, target, target)
         # A dry run may plan other arguments than it records (a preview).
         previewed = declared.preview(args) if ctx.dry_run and declared.preview else None
         planned, note = previewed if previewed is not None else (args, None)
@@ -252,6 +296,23 @@ async def run_change(ctx: RunContext, kind: str, change: Change[Any]) -> ChangeO
 
         return await plan_and_run(ctx, conn, kind, target, registry.recorded_args(args), make_plan,
                                   started=started)
+
+
+async def finished_before(dsn: str, kind: str, change: Change[Any]) -> journal.Job | None:
+    """The newest job of this very command on ``dsn``, if it is done.
+
+    A command that finished on a database cannot be planned there again
+    (the column exists, the index exists): planning says so with a catalog
+    error.  Fleet mode re-runs a command on every target after an
+    interruption, so it asks this to tell "done by an earlier run" from a
+    real conflict.  Arguments that ``complete`` fills in from the catalog are
+    compared as given (such a command reports the conflict as it is).
+    """
+    async with connection(dsn) as conn:
+        if await journal.schema_version(conn) is None:
+            return None
+        job = await journal.latest_of_command(conn, kind, registry.recorded_args(change.args))
+    return job if job is not None and job.status is journal.JobStatus.DONE else None
 
 
 async def _index_job_target(conn: Conn, kind: str, index: QualifiedName, args: Any) -> str:

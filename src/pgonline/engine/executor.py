@@ -80,6 +80,8 @@ class JobResult:
     # Rollback only: steps that had nothing of their own to undo (steps_run
     # lists the ones whose undo ran).
     nothing_to_undo: tuple[str, ...] = ()
+    # Rows this run's backfills updated (the end event's `rows`; fleet summaries show it).
+    rows: int = 0
 
 
 def _statement_timeout(step: Step, settings: SessionSettings) -> int:
@@ -361,7 +363,7 @@ class Executor:
                     f"({cutover.id}) when you are ready")
             await self._finish(job.id, JobStatus.WAITING, None, default_hint=hint)
             return JobResult(job.id, JobStatus.WAITING, resumed, time.monotonic() - t0,
-                             tuple(ran), next_hint=hint)
+                             tuple(ran), next_hint=hint, rows=self._rows())
         if remaining:
             nxt = next(s.phase for s in plan.steps if s.id in remaining)
             hint = f"next phase: `online resume {job.id} --phase {nxt}`"
@@ -369,9 +371,13 @@ class Executor:
                 hint = f"{gate.gate}; then `online resume {job.id} --phase {gate.phase}`"
             await self._finish(job.id, JobStatus.PAUSED, None, default_hint=hint)
             return JobResult(job.id, JobStatus.PAUSED, resumed, time.monotonic() - t0, tuple(ran),
-                             next_hint=hint)
+                             next_hint=hint, rows=self._rows())
         await self._finish(job.id, JobStatus.DONE, None)
-        return JobResult(job.id, JobStatus.DONE, resumed, time.monotonic() - t0, tuple(ran))
+        return JobResult(job.id, JobStatus.DONE, resumed, time.monotonic() - t0, tuple(ran),
+                         rows=self._rows())
+
+    def _rows(self) -> int:
+        return sum(self._rows_updated.values())
 
     async def _run_steps(self, job: Job, todo: tuple[Step, ...],
                          records: dict[str, StepRecord], ran: list[str]) -> None:
@@ -509,7 +515,7 @@ class Executor:
         (log.error if status is JobStatus.FAILED else log.info)(
             event, job=job_id, status=str(status),
             duration_s=round(time.monotonic() - self._t0, 3),
-            rows=sum(self._rows_updated.values()), error=message, hint=hint,
+            rows=self._rows(), error=message, hint=hint,
             sqlstate=getattr(exc, "sqlstate", None))
         with anyio.CancelScope(shield=True):
             try:

@@ -453,7 +453,9 @@ class TableLock:
             if time.monotonic() >= deadline:
                 cur = await self._conn.execute(
                     """SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
-                          AND classid = %s AND objid = %s::oid AND objsubid = 2 LIMIT 1""",
+                          AND classid = %s AND objid = %s::oid AND objsubid = 2
+                          AND database = (SELECT oid FROM pg_database
+                                           WHERE datname = current_database()) LIMIT 1""",
                     self._args)
                 holder = await cur.fetchone()
                 who = f" (pid {holder[0]})" if holder else ""
@@ -763,11 +765,17 @@ async def runner(conn: Conn, job_id: int) -> tuple[JobStatus, int | None]:
 
 
 async def job_is_locked(conn: Conn, job_id: int) -> bool:
-    """True while some session (a live runner) holds job N's advisory lock."""
+    """True while some session (a live runner) holds job N's advisory lock.
+
+    In this database only: advisory locks are per database, and so are job
+    ids (every database's journal has a job 1; fleet mode runs them side by
+    side on one server).
+    """
     cur = await conn.execute(
         """SELECT EXISTS (SELECT 1 FROM pg_locks
                            WHERE locktype = 'advisory' AND classid = %s AND objid = %s
-                             AND granted)""",
+                             AND granted AND database = (SELECT oid FROM pg_database
+                                                          WHERE datname = current_database()))""",
         [LOCK_NAMESPACE, job_id],
     )
     row = await cur.fetchone()
