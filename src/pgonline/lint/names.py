@@ -12,10 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
-from pgonline.sql.render import render
-
 
 @dataclass(frozen=True)
 class TableRef:
@@ -40,6 +36,11 @@ class TableRef:
 
     def regclass_text(self) -> str:
         """Quoted text for ``to_regclass`` (identifiers quoted by psycopg, never by hand)."""
+        # Only --dsn needs this: psycopg loads here, not with the linter (80 ms).
+        from psycopg import sql
+
+        from pgonline.sql.render import render
+
         parts = (self.schema, self.name) if self.schema else (self.name,)
         return render(sql.Identifier(*parts))
 
