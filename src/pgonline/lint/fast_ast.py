@@ -6,17 +6,20 @@ the value's type against the slot's C type and adapts it (dict to node, list
 to tuple, int to enum...).  That check exists for nodes built by hand or from
 JSON; for the parser's own output it converts nothing, because the builder
 (pglast's ``ast.pyx``) already passes values of the final types: enum members,
-``bool``, one-character ``str``, tuples of nodes, sets for bitmapsets.  On the
-1,500-file benchmark it was nine tenths of the parse time (110 of 125 ms).
+``bool(...)``, ``chr(...)``, tuples of nodes, sets for bitmapsets.  The one
+exception is ``Boolean.boolval``, passed as the C int, so ``Boolean`` keeps
+its check.  On the 1,500-file benchmark the checks were nine tenths of the
+parse time (110 of 125 ms).
 
 Inside :func:`parser_output_only`, nodes are built with the plain ``object``
 attribute assignment.  The trees are the same, value for value and type for
-type (``tests/test_lint_fast_ast.py`` compares both on every lint fixture).
-Switching costs about 0.3 ms (CPython updates the slot of all 260 node
-classes), so it is done once around a batch of files, not per statement.
-Only parsing may happen inside: a node built by hand there would skip its
-checks.  The linter runs on one thread, and the switch is undone when the
-block ends, also by an exception.
+type: ``tests/test_lint_shortcuts.py`` compares both on every lint corpus, and
+reads pglast's ``ast.pyx`` to check that no other builder passes a value the
+check would adapt.  Switching costs about 0.3 ms (CPython updates the slot of
+all 260 node classes), so it is done once around a batch of files, not per
+statement.  Only parsing may happen inside: a node built by hand there would
+skip its checks.  The linter runs on one thread, and the switch is undone
+when the block ends, also by an exception.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 from pglast import ast
 
 _VALIDATING_SETATTR = ast.Node.__setattr__
+# Node classes whose builder passes a value the check adapts (see above).
+STILL_CHECKED: tuple[type, ...] = (ast.Boolean,)
 
 
 @contextmanager
@@ -38,7 +43,11 @@ def parser_output_only() -> Iterator[None]:
         yield
         return
     node_class.__setattr__ = object.__setattr__
+    for cls in STILL_CHECKED:
+        cls.__setattr__ = _VALIDATING_SETATTR  # type: ignore[method-assign]
     try:
         yield
     finally:
+        for cls in STILL_CHECKED:
+            del cls.__setattr__  # inherits Node's again
         node_class.__setattr__ = _VALIDATING_SETATTR
