@@ -205,10 +205,32 @@ def lint_parsed(parsed: Sequence[ParsedFile], options: LintOptions) -> list[Find
     return findings
 
 
+def _parse_sqlfile(f: SqlFile) -> list[ParsedFile]:
+    """A file's parsed migrations: one, or a dbmate file's up and down apart.
+
+    dbmate runs the two sections as separate migrations (each in its own
+    transaction, the down long after the up), so each is judged alone, like
+    two files: a table the up section creates is a live table for the down
+    section.  A ``pgonline:ignore-file`` comment anywhere covers both.
+    """
+    parts = None
+    if "migrate:" in f.text:
+        from pgonline.migrations.discovery import dbmate_parts
+
+        parts = dbmate_parts(f.text)
+    if parts is None:
+        return [parse_file(f.display, f.text)]
+    parsed = [parse_file(f.display, part) for part in parts]
+    whole_file = set().union(*(pf.file_ignores for pf in parsed))
+    for pf in parsed:
+        pf.file_ignores = set(whole_file)
+    return parsed
+
+
 def parse_all(files: Sequence[SqlFile]) -> list[ParsedFile]:
     # Nothing but pglast's parser builds nodes here (see fast_ast).
     with parser_output_only():
-        return [parse_file(f.display, f.text) for f in files]
+        return [pf for f in files for pf in _parse_sqlfile(f)]
 
 
 def lint_texts(texts: Sequence[tuple[str, str]], options: LintOptions) -> list[Finding]:

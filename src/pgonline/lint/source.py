@@ -21,7 +21,6 @@ from typing import Any
 from pglast import parse_sql
 from pglast.parser import ParseError
 
-from pgonline.lint import syntax_help
 from pgonline.lint.names import TableRef
 from pgonline.lint.tokens import Token, error_offset, lex
 
@@ -160,6 +159,9 @@ def _parse_pieces(text: str, tokens: list[Token], lexer_error: int | None) -> li
         except ParseError as exc:
             at = start + error_offset(exc, len(piece))
             piece_tokens = [t for t in tokens if start <= t.start < end and not t.is_comment]
+            # Loaded on the first syntax error only: most runs meet none.
+            from pgonline.lint import syntax_help
+
             diagnosis = syntax_help.diagnose(text, piece_tokens, at, str(exc.args[0]))
             items.append(BrokenStatement(start, end, at, diagnosis.message, diagnosis.help,
                                          diagnosis.created_table))
