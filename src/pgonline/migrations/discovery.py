@@ -144,6 +144,12 @@ def dbmate_section(text: str, *, up: bool) -> str:
     return _blank(text[:start]) + text[start:end] + _blank(text[end:])
 
 
+def golang_dialect(file_name: str) -> str | None:
+    """The dialect suffix of a golang-migrate file name (``postgres`` in ``1_a.postgres.up.sql``)."""
+    m = _GOLANG.match(file_name)
+    return m.group("dialect") if m is not None else None
+
+
 def dbmate_parts(text: str) -> tuple[str, str] | None:
     """A dbmate file's up and down migrations as ``online lint`` judges them, or None.
 
