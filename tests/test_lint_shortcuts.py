@@ -170,17 +170,23 @@ def test_a_file_that_is_not_utf8_is_refused_as_before(tmp_path: Path) -> None:
         f"{path}: not UTF-8 text ({decode.value.reason} at byte {decode.value.start})"
 
 
-def test_a_directory_lists_its_sql_files_as_path_suffix_sees_them(tmp_path: Path) -> None:
+def test_a_directory_lists_its_sql_files_as_path_suffix_sees_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("10_b.sql", "2_a.sql", ".sql", "x.SQL", "notes.txt", "3_c.sql.bak"):
         (tmp_path / name).write_text("SELECT 1;")
     (tmp_path / "4_dir.sql").mkdir()
     (tmp_path / "5_link.sql").symlink_to(tmp_path / "2_a.sql")
     (tmp_path / "6_dangling.sql").symlink_to(tmp_path / "missing.sql")
-    expected = sorted((p for p in tmp_path.iterdir() if p.suffix == ".sql" and p.is_file()),
-                      key=engine._natural_key)
-    assert [f.display for f in discover([str(tmp_path)])] == [str(p) for p in expected]
-    assert [Path(f.display).name for f in discover([str(tmp_path)])] == ["2_a.sql", "5_link.sql",
-                                                                        "10_b.sql"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "1_x.sql").write_text("SELECT 1;")
+    monkeypatch.chdir(tmp_path)
+    for given in (str(tmp_path), f"{tmp_path}/", ".", "./", "sub", "sub//", "../" + tmp_path.name):
+        directory = Path(given)
+        expected = sorted((p for p in directory.iterdir() if p.suffix == ".sql" and p.is_file()),
+                          key=lambda p: engine._natural_key(p.name))
+        assert [f.display for f in discover([given])] == [str(p) for p in expected], given
+    assert [f.display for f in discover(["."])] == ["2_a.sql", "5_link.sql", "10_b.sql"]
+    assert [f.display for f in discover(["sub//"])] == ["sub/1_x.sql"]
 
 
 def test_json_output_is_json_dumps_with_indent_two() -> None:
