@@ -166,6 +166,8 @@ def _finding(pf: ParsedFile, offset: int, rule: Rule, message: str,
 
 
 def _check_ignores(pf: ParsedFile, known: dict[str, Rule]) -> Iterator[Finding]:
+    if not pf.ignores:
+        return
     last_end = max((item.end for item in pf.items), default=0)
     for comment in pf.ignores:
         unknown = [c for c in comment.codes if c not in known]

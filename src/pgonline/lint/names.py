@@ -49,7 +49,8 @@ class TableRef:
 
 
 def contains_ref(refs: set[TableRef] | frozenset[TableRef], ref: TableRef) -> bool:
-    return any(r.matches(ref) for r in refs)
+    # Most files create no table: the empty set answers without a generator.
+    return bool(refs) and any(r.matches(ref) for r in refs)
 
 
 def without_ref(refs: set[TableRef], ref: TableRef) -> set[TableRef]:

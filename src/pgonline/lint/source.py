@@ -80,7 +80,14 @@ class ParsedFile:
     def position(self, offset: int) -> tuple[int, int]:
         """1-based (line, column) of a character offset."""
         if not self._line_starts:
-            self._line_starts = [0] + [i + 1 for i, ch in enumerate(self.text) if ch == "\n"]
+            # str.find walks the text in C; a Python loop over every character
+            # cost a tenth of the rules' time on the 1,500-file benchmark.
+            starts, find = [0], self.text.find
+            at = find("\n")
+            while at >= 0:
+                starts.append(at + 1)
+                at = find("\n", at + 1)
+            self._line_starts = starts
         offset = max(0, min(offset, len(self.text)))
         line = bisect.bisect_right(self._line_starts, offset) - 1
         return line + 1, offset - self._line_starts[line] + 1
