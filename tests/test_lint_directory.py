@@ -178,3 +178,57 @@ def test_a_reference_the_database_cannot_resolve_borrows_no_facts_from_another_f
     assert [f for f in _lint_json(online, str(tmp_path)) if f["file"].endswith("002_events.sql")] == alone
     assert [f["message"] for f in alone] == [
         "CREATE INDEX on events takes a SHARE lock that blocks writes for the whole build"]
+
+
+# A dbmate file holds two migrations, run apart: its down section is judged as dbmate runs it,
+# alone (issue #11): the up's tables are live by then and its lock_timeout long gone.
+DBMATE = (
+    "-- pgonline:ignore-file non-idempotent\n"      # 1: a header, before the up marker
+    "-- migrate:up\n"                               # 2
+    "SET lock_timeout = '2s';\n"                    # 3
+    "CREATE TABLE tags (id bigint, name text);\n"   # 4
+    "CREATE INDEX tags_name ON tags (name);\n"      # 5: new table: fine
+    "ALTER TABLE books ADD COLUMN tag_id bigint;\n"  # 6: lock_timeout set: fine
+    "\n"
+    "-- migrate:down\n"                             # 8
+    "DROP INDEX tags_name;\n"                       # 9
+    "DROP TABLE tags;\n"                            # 10
+    "ALTER TABLE books DROP COLUMN tag_id;\n"       # 11
+)
+
+
+def test_a_dbmate_down_section_is_judged_alone() -> None:
+    found = sorted((f.line, f.code) for f in lint_texts([("20240101120000_tags.sql", DBMATE)],
+                                                           OPTIONS["pg14"]))
+    assert found == [
+        (9, "missing-lock-timeout"), (9, "require-concurrent-index-deletion"),
+        (10, "drop-table"), (11, "drop-column"),
+    ]
+
+
+def test_a_dbmate_section_gets_the_findings_of_the_same_statements_in_a_file_of_their_own() -> None:
+    up, down = DBMATE.split("-- migrate:down\n")
+    lines_before_down = up.count("\n") + 1
+    as_two = [(f.line, f.column, f.code, f.message) for f in lint_texts([("u.sql", up)], OPTIONS["pg14"])]
+    as_two += [(f.line + lines_before_down, f.column, f.code, f.message)
+               for f in lint_texts([("d.sql", "-- pgonline:ignore-file non-idempotent\n" + down)],
+                                   OPTIONS["pg14"])]
+    as_two = [(line - (1 if line > lines_before_down else 0), *rest) for line, *rest in as_two]
+    assert sorted((f.line, f.column, f.code, f.message)
+                  for f in lint_texts([("x.sql", DBMATE)], OPTIONS["pg14"])) == sorted(as_two)
+
+
+def test_the_dbmate_history_is_linted_section_by_section(tmp_path: Path) -> None:
+    from tests.support.histories import write_history
+
+    root = Path(write_history(tmp_path, "dbmate"))
+    for f in discover([str(root)]):
+        if "-- migrate:down" not in f.text:
+            continue
+        up_text, down_text = f.text.split("-- migrate:down", 1)
+        down_line = up_text.count("\n") + 1
+        found = lint_texts([(f.display, f.text)], OPTIONS["pg14"])
+        # Every finding of the down section comes from its own statements only.
+        down_only = lint_texts([("d.sql", "\n" * (down_line - 1) + "--" + down_text)], OPTIONS["pg14"])
+        assert sorted((x.line, x.code) for x in found if x.line >= down_line) == \
+               sorted((x.line, x.code) for x in down_only), f.display

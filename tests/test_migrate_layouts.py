@@ -234,3 +234,33 @@ def test_create_writes_dbmate_and_flyway_files_that_validate(tmp_path, online):
     for d in (dbmate, flyway):
         r = online("migrate", "validate", str(d), with_dsn=False)
         assert r.code == 0 and "no down migration" not in r.out, (d, r.out, r.err)
+
+
+def test_create_with_a_dialect_writes_postgres_files_and_later_creates_follow_them(tmp_path, online):
+    r = online("migrate", "create", str(tmp_path), "first", "--layout", "golang-migrate",
+               "--dialect", "postgres", with_dsn=False)
+    assert r.code == 0, r.err
+    # Without --dialect, the directory's newest migration decides.
+    r = online("migrate", "create", str(tmp_path), "second", with_dsn=False)
+    assert r.code == 0, r.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000001_first.postgres.down.sql", "000001_first.postgres.up.sql",
+        "000002_second.postgres.down.sql", "000002_second.postgres.up.sql"]
+    # The header names the version, which has no dialect in it.
+    assert "-- Migration: 000002_second\n" in (tmp_path / "000002_second.postgres.up.sql").read_text()
+    assert [m.version for m in discovery.load(tmp_path)] == ["000001_first", "000002_second"]
+    r = online("migrate", "validate", str(tmp_path), with_dsn=False)
+    assert r.code == 0 and "no down migration" not in r.out, (r.out, r.err)
+
+
+def test_create_with_a_dialect_refuses_other_layouts_and_other_databases(tmp_path, online):
+    r = online("migrate", "create", str(tmp_path), "first", "--layout", "dbmate", "--dialect", "pg",
+               with_dsn=False)
+    assert r.code == 2 and "--dialect names golang-migrate files" in r.err
+    r = online("migrate", "create", str(tmp_path), "first", "--layout", "golang-migrate",
+               "--dialect", "mysql", with_dsn=False)
+    assert r.code == 2 and "mysql" in r.err
+    assert list(tmp_path.iterdir()) == []
+    now = datetime(2026, 12, 2, 13, 14, 15, tzinfo=UTC)
+    new = plan_new(tmp_path, "x", style=Style.GOLANG, timestamp=True, today=now, dialect="pg")
+    assert (new.up.name, new.down.name) == ("20261202131415_x.pg.up.sql", "20261202131415_x.pg.down.sql")

@@ -138,3 +138,31 @@ def test_dry_run_warns_too_and_online_rewrites_instead_of_warning(
     r = online("migrate", "up", str(d), "--online")
     assert r.code == 0, r.err
     assert _warnings(r.err) == [] and "(statement by statement)" in r.out
+
+
+def _index_orders_warning(tmp_path: Path, online: Any, name: str) -> str:
+    d = _migrations(tmp_path, {name: f"CREATE INDEX orders_{name} ON orders (user_id);\n"})
+    r = online("migrate", "up", str(d))
+    assert r.code == 0, r.err
+    [warning] = [w for w in _warnings(r.err) if f"{name}.sql" in w]
+    return warning
+
+
+def test_rows_are_unknown_for_a_never_analyzed_table_and_zero_for_an_analyzed_empty_one(
+        tmp_path: Path, online: Any, db: psycopg.Connection[Any]) -> None:
+    # Autovacuum must not analyze the table while the test looks at it.
+    db.execute("CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint)"
+               " WITH (autovacuum_enabled = off)")
+    db.execute("INSERT INTO orders SELECT g, g FROM generate_series(1, 50) g")
+    assert "on public.orders (rows unknown: never analyzed)" in \
+        _index_orders_warning(tmp_path, online, "001_a")
+    # The shape PostgreSQL 13 and older give a never-analyzed table: reltuples 0, not -1.
+    db.execute("UPDATE pg_class SET reltuples = 0, relpages = 0 WHERE oid = 'orders'::regclass")
+    assert "on public.orders (rows unknown: never analyzed)" in \
+        _index_orders_warning(tmp_path, online, "002_b")
+    # An analyzed empty table really has no rows.
+    db.execute("DELETE FROM orders")
+    db.execute("VACUUM ANALYZE orders")
+    assert db.execute("SELECT reltuples, relpages FROM pg_class WHERE oid = 'orders'::regclass"
+                      ).fetchone() == (0, 0)
+    assert "on public.orders (~0 rows)" in _index_orders_warning(tmp_path, online, "003_c")

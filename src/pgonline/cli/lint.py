@@ -6,7 +6,7 @@ import functools
 
 import click
 
-from pgonline.cli.main import run_async
+from pgonline.cli.main import logs_on_demand, run_async
 from pgonline.errors import LintFailed, UsageError
 from pgonline.lint.findings import Finding, Severity
 from pgonline.lint.output import FORMATS, render
@@ -48,6 +48,7 @@ def lint_command(paths: tuple[str, ...], fmt: str, dsn: str | None,
 
 
 def register(cli: click.Group) -> None:
+    @logs_on_demand
     @cli.command("lint")
     @click.argument("paths", nargs=-1, metavar="PATH...")
     @click.option("--format", "fmt", type=click.Choice(FORMATS), default="human", show_default=True,

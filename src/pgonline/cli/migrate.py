@@ -204,10 +204,13 @@ def validate_cmd(directory: Path, layout: str | None) -> None:
 @click.option("--seq/--timestamp", "seq", default=None,
               help="Version by the next number, or by the UTC time YYYYMMDDHHMMSS "
               "(default: the directory's, else --seq).")
+@click.option("--dialect", type=click.Choice(["postgres", "postgresql", "pg"]), default=None,
+              help="golang-migrate only: name the files NAME.postgres.up.sql/.down.sql, as "
+              "histories with one file per database do (default: the directory's newest).")
 @click.option("--dry-run", is_flag=True, help="Print the files; write nothing.")
 def create_cmd(directory: Path, name: str, description: str | None, author: str | None,
                style: str | None, style_alias: str | None, seq: bool | None,
-               dry_run: bool) -> None:
+               dialect: str | None, dry_run: bool) -> None:
     """Create the next up + down migration pair in DIR."""
     style = style or style_alias
     from pgonline.migrations.discovery import LAYOUTS
@@ -215,7 +218,7 @@ def create_cmd(directory: Path, name: str, description: str | None, author: str 
 
     new = plan_new(directory, name, description=description, author=author,
                    style=LAYOUTS[style] if style else None,
-                   timestamp=None if seq is None else not seq)
+                   timestamp=None if seq is None else not seq, dialect=dialect)
     files = [(new.up, new.up_text)] + ([(new.down, new.down_text)] if new.down else [])
     if dry_run:
         for path, text in files:

@@ -16,8 +16,6 @@ from pglast import ast, parse_sql
 from pglast.enums import NullTestType
 from pglast.parser import ParseError
 
-from pgonline.catalog.tables import estimate_rows
-from pgonline.connection import connect
 from pgonline.lint.names import TableRef
 
 # estimate_rows() counts tables up to this size; bigger unanalyzed ones are not scanned.
@@ -107,6 +105,10 @@ def is_not_null_test(expr: Any) -> str | None:
 
 
 async def take_snapshot(dsn: str, tables: Iterable[TableRef], functions: Iterable[str]) -> CatalogSnapshot:
+    # The rules import this module for its facts; psycopg loads only when a
+    # snapshot is taken (--dsn), so linting files alone skips its import.
+    from pgonline.connection import connect
+
     conn = await connect(dsn)
     try:
         # Lint never writes; make that a server-side guarantee too.
@@ -135,6 +137,8 @@ async def take_snapshot(dsn: str, tables: Iterable[TableRef], functions: Iterabl
 
 
 async def _relation(conn: Any, ref: TableRef) -> RelationFacts | None:
+    from pgonline.catalog.tables import estimate_rows
+
     cur = await conn.execute(
         """
         SELECT c.oid, n.nspname, c.relname, pg_table_size(c.oid), c.reltuples::bigint,

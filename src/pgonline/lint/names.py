@@ -12,10 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import sql
-
-from pgonline.sql.render import render
-
 
 @dataclass(frozen=True)
 class TableRef:
@@ -40,6 +36,11 @@ class TableRef:
 
     def regclass_text(self) -> str:
         """Quoted text for ``to_regclass`` (identifiers quoted by psycopg, never by hand)."""
+        # Only --dsn needs this: psycopg loads here, not with the linter (80 ms).
+        from psycopg import sql
+
+        from pgonline.sql.render import render
+
         parts = (self.schema, self.name) if self.schema else (self.name,)
         return render(sql.Identifier(*parts))
 
@@ -48,7 +49,8 @@ class TableRef:
 
 
 def contains_ref(refs: set[TableRef] | frozenset[TableRef], ref: TableRef) -> bool:
-    return any(r.matches(ref) for r in refs)
+    # Most files create no table: the empty set answers without a generator.
+    return bool(refs) and any(r.matches(ref) for r in refs)
 
 
 def without_ref(refs: set[TableRef], ref: TableRef) -> set[TableRef]:

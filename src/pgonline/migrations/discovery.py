@@ -144,6 +144,29 @@ def dbmate_section(text: str, *, up: bool) -> str:
     return _blank(text[:start]) + text[start:end] + _blank(text[end:])
 
 
+def golang_dialect(file_name: str) -> str | None:
+    """The dialect suffix of a golang-migrate file name (``postgres`` in ``1_a.postgres.up.sql``)."""
+    m = _GOLANG.match(file_name)
+    return m.group("dialect") if m is not None else None
+
+
+def dbmate_parts(text: str) -> tuple[str, str] | None:
+    """A dbmate file's up and down migrations as ``online lint`` judges them, or None.
+
+    None unless the file has both markers.  Each part keeps the whole file's
+    lines, the other part's blanked, so positions are those of the file; the
+    up part also keeps what precedes ``-- migrate:up`` (a header, a
+    ``-- pgonline:ignore-file`` comment).
+    """
+    up, down = _DBMATE_UP.search(text), _DBMATE_DOWN.search(text)
+    if up is None or down is None:
+        return None
+    if down.start() < up.start():
+        return dbmate_section(text, up=True), dbmate_section(text, up=False)
+    cut = down.start()
+    return text[:cut] + _blank(text[cut:]), _blank(text[:cut]) + text[cut:]
+
+
 def _blank(part: str) -> str:
     return "\n" * part.count("\n")
 

@@ -318,9 +318,18 @@ class Runner:
             return None, None
 
     async def _locked_table(self, lock: TableLock) -> tuple[str | None, int | None]:
+        # Never analyzed: PostgreSQL 14+ says so with reltuples = -1.  Before
+        # 14 a new table has reltuples = 0 and relpages = 0, which an analyzed
+        # empty table has too; the statistics collector tells them apart (no
+        # ANALYZE or VACUUM, manual or automatic, ever counted for it).
         cur = await self.c.execute(
             """
-            SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.reltuples::bigint
+            SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.reltuples::bigint,
+                   c.reltuples < 0
+                   OR (c.reltuples = 0 AND c.relpages = 0
+                       AND coalesce((SELECT s.analyze_count + s.autoanalyze_count
+                                            + s.vacuum_count + s.autovacuum_count
+                                       FROM pg_stat_all_tables s WHERE s.relid = c.oid), 0) = 0)
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE c.oid = CASE WHEN %(of_index)s
                                 THEN (SELECT x.indrelid FROM pg_index x
@@ -332,8 +341,8 @@ class Runner:
         row = await cur.fetchone()
         if row is None:
             return None, None
-        reltuples = int(row[1])
-        return str(row[0]), reltuples if reltuples >= 0 else None
+        table, reltuples, never_analyzed = row
+        return str(table), None if never_analyzed else int(reltuples)
 
     async def _apply(self, m: Migration, pf: ParsedFile) -> None:
         rewrites = await self._rewrites(pf)

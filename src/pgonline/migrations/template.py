@@ -46,11 +46,15 @@ def default_author() -> str:
 
 def plan_new(directory: Path, name: str, *, description: str | None = None,
              author: str | None = None, style: Style | None = None,
-             timestamp: bool | None = None, today: datetime | None = None) -> NewMigration:
+             timestamp: bool | None = None, today: datetime | None = None,
+             dialect: str | None = None) -> NewMigration:
     """The files ``create`` would write (the directory must already follow the convention).
 
     ``timestamp``: version the file by the UTC time (YYYYMMDDHHMMSS, golang-migrate's
     ``-format``) instead of the next number; None follows the directory.
+    ``dialect``: golang-migrate only, the PostgreSQL dialect suffix of the file
+    names (``…_name.postgres.up.sql``), for histories that keep one file per
+    database; None follows the directory's newest migration.
     """
     existing = discovery.load(directory)
     stem_name = snake_name(name)
@@ -71,6 +75,14 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
                              "layouts")
         style = last.style
     style = style or Style.PLAIN
+    if dialect is not None and style is not Style.GOLANG:
+        raise UsageError(f"--dialect names golang-migrate files; {style} files have no dialect",
+                         hint="--layout golang-migrate --dialect postgres")
+    if dialect is None and existing and style is Style.GOLANG:
+        dialect = discovery.golang_dialect(existing[-1].up.name)
+    if dialect is not None and dialect.lower() not in discovery.POSTGRES_DIALECTS:
+        raise UsageError(f"--dialect {dialect} is not PostgreSQL's",
+                         hint=f"one of {', '.join(discovery.POSTGRES_DIALECTS)}")
     if style is Style.FLYWAY:
         if timestamp:
             raise UsageError("Flyway versions are numbers (V1, V1.1, V2); --timestamp does not "
@@ -88,8 +100,9 @@ def plan_new(directory: Path, name: str, *, description: str | None = None,
     else:
         number, width = 1, 6 if style is Style.GOLANG else DEFAULT_WIDTH
     stem = f"{number:0{width}d}_{stem_name}"
-    up_name, down_name = style.file_names(stem)
     up_text, down_text = _texts(stem, stem_name, now, author, description)
+    # The dialect is part of the file names, not of the version (the stem).
+    up_name, down_name = style.file_names(f"{stem}.{dialect}" if dialect else stem)
     if style is Style.DBMATE:
         return NewMigration(directory / up_name, None,
                             f"-- migrate:up\n{up_text}\n-- migrate:down\n{down_text}", "")
