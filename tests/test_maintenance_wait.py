@@ -146,5 +146,8 @@ def test_index_builds_are_serial_unless_parallel_workers_are_asked_for(db, onlin
 
 
 def test_session_setup_keeps_the_server_setting_when_asked():
-    assert session_setup(SessionSettings(maintenance_workers=None)) is None
-    assert session_setup(SessionSettings()) is not None
+    kept = session_setup(SessionSettings(maintenance_workers=None))
+    assert kept is not None and "max_parallel_maintenance_workers" not in kept.as_string()
+    assert "max_parallel_maintenance_workers" in str(session_setup(SessionSettings()).as_string())
+    # Our VACUUM step's throttle is always set (a manual VACUUM is unthrottled by default).
+    assert "vacuum_cost_delay = '2ms'" in kept.as_string()

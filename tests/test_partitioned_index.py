@@ -126,7 +126,8 @@ def test_rollback_of_a_half_built_index_drops_attached_and_unattached_pieces(db,
         # with one attempt the job stops there, after the leaves before it were
         # built and attached.
         other.execute("LOCK TABLE events_r2_b IN SHARE UPDATE EXCLUSIVE MODE")
-        r = online("add-index", "events", "hits", "--lock-timeout", "200", "--max-retries", "1")
+        r = online("add-index", "events", "hits", "--lock-timeout", "200", "--max-retries", "1",
+                   "--maintenance-wait", "0")
         other.rollback()
     assert r.code == 5, r.err  # resumable: a lock it could not get in time
     pieces = _pieces(db, "events_hits_idx")

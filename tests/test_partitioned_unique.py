@@ -103,7 +103,7 @@ def test_rollback_of_a_half_done_unique_constraint_restores_the_schema(db, dsn, 
     with psycopg.connect(dsn) as other:
         other.execute("LOCK TABLE events_r3 IN SHARE UPDATE EXCLUSIVE MODE")
         r = online("add-unique", "events", "hits", "id", "kind", "--lock-timeout", "200",
-                   "--max-retries", "1")
+                   "--max-retries", "1", "--maintenance-wait", "0")
         other.rollback()
     assert r.code == 5, r.err
     assert len(_constraints(db, "u")) > 0  # some leaves already constrained
@@ -125,7 +125,7 @@ def test_a_partition_attached_with_rows_while_the_job_ran_is_refused_before_the_
     with psycopg.connect(dsn) as other:
         other.execute("LOCK TABLE events_r2_b IN SHARE UPDATE EXCLUSIVE MODE")  # the last leaf
         r = online("add-unique", "events", "hits", "id", "kind", "--lock-timeout", "200",
-                   "--max-retries", "1")
+                   "--max-retries", "1", "--maintenance-wait", "0")
         other.rollback()
     assert r.code == 5, r.err
     db.execute("ALTER TABLE events ATTACH PARTITION events_r3 FOR VALUES FROM (2001) TO (3001)")
