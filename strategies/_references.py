@@ -66,10 +66,12 @@ def plan_with_references(main: ShadowPlan, new_type: str, refs: Sequence[Referen
     hint = (f"the key and its referencing columns already have type {new_type}; to go back, "
             "change the type of each of them again")
     converted: list[tuple[ReferencingColumn, ShadowParts]] = []
+    unchanged: list[str] = []
     for r in refs:
         refuse_unmovable(r.table, r.column, "change the type of", own_keys_moved=len(r.keys))
         if r.column.column.type == new_type:
-            continue  # already of the new type: only its foreign keys move
+            unchanged.append(r.display)  # already of the new type: only its keys move
+            continue
         converted.append((r, shadow_parts(replace(shadow_of(r.table, r.column),
                                                   restore_hint=hint))))
     key = shadow_parts(replace(main, restore_hint=hint))
@@ -118,7 +120,6 @@ def plan_with_references(main: ShadowPlan, new_type: str, refs: Sequence[Referen
              f"{len(refs)} referencing column{'s' if len(refs) != 1 else ''}: "
              + ", ".join(r.display for r in refs),
              *key.notes, *(n for _, p in prefixed for n in p.notes[:1])]
-    unchanged = [r.display for r in refs if r not in [c for c, _ in converted]]
     if unchanged:
         notes.append(f"already {new_type}, only their foreign keys move: " + ", ".join(unchanged))
     return Plan("change-type", t.display, plan_args, tuple(steps), notes=tuple(notes))

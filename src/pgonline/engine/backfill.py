@@ -193,11 +193,7 @@ class Backfill:
             return cp
         total = await estimate_rows(self.conn, self.spec.schema, self.spec.table)
         if self.by_pages:
-            name = tid_ranges.relation_name(self.spec)
-            cur = await self.conn.execute(tid_ranges.EXTENT_QUERY, [name, name])
-            extent = await cur.fetchone()
-            assert extent is not None
-            pages, node = int(extent[0]), str(extent[1])
+            pages, node = await tid_ranges.extent(self.conn, self.spec)
             cp = Checkpoint(last_key=None, max_key=[str(pages), node], rows_done=0,
                             rows_total=total, batches=0, batch_size=self.opts.initial_size,
                             finished=pages == 0)
@@ -315,16 +311,13 @@ class Backfill:
         updated = max(cur.rowcount, 0)
         done = round(hi / pages * cp.rows_total) if pages else cp.rows_total
         if hi >= pages:
-            name = tid_ranges.relation_name(self.spec)
-            cur = await self.conn.execute(tid_ranges.EXTENT_QUERY, [name, name])
-            extent = await cur.fetchone()
-            assert extent is not None
-            if str(extent[1]) != node:
+            pages_now, node_now = await tid_ranges.extent(self.conn, self.spec)
+            if node_now != node:
                 # Rewritten since the walk began: every page was renumbered, so
                 # rows may now sit on pages already walked.  Walk it all again.
                 log.warning("table rewritten during the backfill (VACUUM FULL, CLUSTER, "
                             "pg_repack): walking it again", job=self.job_id, step=self.step.id)
-                return Checkpoint(None, [str(int(extent[0])), str(extent[1])], 0, cp.rows_total,
+                return Checkpoint(None, [str(pages_now), node_now], 0, cp.rows_total,
                                   cp.batches + 1, self.size, finished=False,
                                   rows_per_s=rate), updated
         return Checkpoint([str(hi)], cp.max_key, max(cp.rows_done, done),

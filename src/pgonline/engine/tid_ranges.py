@@ -42,6 +42,7 @@ import math
 
 from psycopg import sql
 
+from pgonline.connection import Conn
 from pgonline.engine.plan import BackfillSpec
 from pgonline.sql.params import PARAM, with_params
 from pgonline.sql.render import render
@@ -54,13 +55,17 @@ def _table(spec: BackfillSpec) -> sql.Identifier:
     return sql.Identifier(spec.schema, spec.table)
 
 
-# Parameters: the table's quoted name, twice.
-EXTENT_QUERY = ("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::bigint,"
-                " pg_relation_filenode(%s::regclass)::text")
+_EXTENT_QUERY = ("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::bigint,"
+                 " pg_relation_filenode(%s::regclass)::text")
 
 
-def relation_name(spec: BackfillSpec) -> str:
-    return render(_table(spec))
+async def extent(conn: Conn, spec: BackfillSpec) -> tuple[int, str]:
+    """The table's pages now, and its file node (which a rewrite changes)."""
+    name = render(_table(spec))
+    cur = await conn.execute(_EXTENT_QUERY, [name, name])
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
 
 
 def update_query(spec: BackfillSpec) -> sql.SQL:
