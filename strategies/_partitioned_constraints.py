@@ -98,33 +98,53 @@ def partitioned_fk_steps(t: TableFacts, tree: PartitionTree, name: str, fk_claus
     return [*adds, *validates, _parent_fk_step(t, name, fk_clause, ref, columns)]
 
 
+def adopting_block(root: sql.Identifier, lock_mode: str, leaf_has_it: sql.Composable, *,
+                   missing: str, hint: str, add: sql.Composable) -> sql.Composed:
+    """The body of a DO block adding the parent's constraint that adopts the leaves' own.
+
+    PostgreSQL's parent-level ADD CONSTRAINT attaches a leaf's equivalent
+    constraint, or else checks (a foreign key) or builds (a unique index) that
+    leaf under the locks it holds.  So the block takes the parent's lock first,
+    then refuses, naming them, if leaves with rows lack one (``leaf_has_it``:
+    a subquery over ``p.relid``).  ``missing`` and ``hint`` are the bodies of
+    SQL string literals (quotes doubled).
+    """
+    return sql.SQL(
+        "DECLARE missing text;\nBEGIN\n"
+        "  LOCK TABLE {root} IN {mode} MODE;\n"
+        "  SELECT string_agg(p.relid::regclass::text, ', ' ORDER BY p.relid::regclass::text)\n"
+        "    INTO missing FROM pg_partition_tree({lit}::regclass) p\n"
+        "   WHERE p.isleaf AND pg_relation_size(p.relid) > 0 AND NOT EXISTS (\n"
+        "{leaf_has_it});\n"
+        "  IF missing IS NOT NULL THEN\n"
+        "    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',\n"
+        "      MESSAGE = '{missing}' || missing,\n"
+        "      HINT = '{hint}';\n"
+        "  END IF;\n"
+        "  {add};\n"
+        "END"
+    ).format(root=root, mode=sql.SQL(lock_mode), lit=sql.Literal(render(root)),
+             leaf_has_it=leaf_has_it, missing=sql.SQL(missing), hint=sql.SQL(hint), add=add)
+
+
 def _parent_fk_step(t: TableFacts, name: str, fk_clause: sql.Composable, ref: TableFacts,
                     columns: Sequence[str]) -> Step:
     con = sql.Identifier(name)
     wanted = sql.SQL("ARRAY[{}]::name[]").format(
         sql.SQL(", ").join(sql.Literal(c) for c in columns))
-    body = sql.SQL(
-        "DECLARE missing text;\nBEGIN\n"
-        "  LOCK TABLE {root} IN SHARE ROW EXCLUSIVE MODE;\n"
-        "  SELECT string_agg(p.relid::regclass::text, ', ' ORDER BY p.relid::regclass::text)\n"
-        "    INTO missing FROM pg_partition_tree({lit}::regclass) p\n"
-        "   WHERE p.isleaf AND pg_relation_size(p.relid) > 0 AND NOT EXISTS (\n"
-        "     SELECT 1 FROM pg_constraint k\n"
-        "      WHERE k.conrelid = p.relid AND k.contype = 'f' AND k.convalidated\n"
-        "        AND k.confrelid = {ref}::regclass\n"
-        "        AND (SELECT array_agg(a.attname ORDER BY o.n) FROM unnest(k.conkey)\n"
-        "             WITH ORDINALITY AS o(attnum, n) JOIN pg_attribute a\n"
-        "             ON a.attrelid = k.conrelid AND a.attnum = o.attnum) = {wanted});\n"
-        "  IF missing IS NOT NULL THEN\n"
-        "    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',\n"
-        "      MESSAGE = 'partitions with rows but no validated foreign key: ' || missing,\n"
-        "      HINT = 'the parent''s ADD FOREIGN KEY would check their rows under its locks: add"
-        " one NOT VALID on each and VALIDATE it, then resume; or roll back';\n"
-        "  END IF;\n"
-        "  ALTER TABLE {root} ADD CONSTRAINT {con} {fk};\n"
-        "END"
-    ).format(root=t.ident, lit=sql.Literal(t.display), ref=sql.Literal(ref.display),
-             wanted=wanted, con=con, fk=fk_clause)
+    body = adopting_block(
+        t.ident, "SHARE ROW EXCLUSIVE", sql.SQL(
+            "     SELECT 1 FROM pg_constraint k\n"
+            "      WHERE k.conrelid = p.relid AND k.contype = 'f' AND k.convalidated\n"
+            "        AND k.confrelid = {ref}::regclass\n"
+            "        AND (SELECT array_agg(a.attname ORDER BY o.n) FROM unnest(k.conkey)\n"
+            "             WITH ORDINALITY AS o(attnum, n) JOIN pg_attribute a\n"
+            "             ON a.attrelid = k.conrelid AND a.attnum = o.attnum) = {wanted}"
+        ).format(ref=sql.Literal(ref.display), wanted=wanted),
+        missing="partitions with rows but no validated foreign key: ",
+        hint="the parent''s ADD FOREIGN KEY would check their rows under its locks: add"
+        " one NOT VALID on each and VALIDATE it, then resume; or roll back",
+        add=sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(t.ident, con, fk_clause))
     if FK_TAG in render(body):
         raise CatalogError(f"names must not contain {FK_TAG}")
     return Step(

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from pgonline.strategies._ddl import concurrent_index_step, create_index_sql
+from pgonline.strategies._partitioned_constraints import adopting_block
 from psycopg import sql
 
 from pgonline.catalog.facts import TableFacts
@@ -250,28 +251,20 @@ def _add_key_step(schema: str, table: str, name: str, columns: Sequence[str],
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     wanted = sql.SQL("ARRAY[{}]::name[]").format(
         sql.SQL(", ").join(sql.Literal(c) for c in columns))
-    body = sql.SQL(
-        "DECLARE missing text;\nBEGIN\n"
-        "  LOCK TABLE {root} IN ACCESS EXCLUSIVE MODE;\n"
-        "  SELECT string_agg(p.relid::regclass::text, ', ' ORDER BY p.relid::regclass::text)\n"
-        "    INTO missing FROM pg_partition_tree({lit}::regclass) p\n"
-        "   WHERE p.isleaf AND pg_relation_size(p.relid) > 0 AND NOT EXISTS (\n"
-        "     SELECT 1 FROM pg_constraint k JOIN pg_index x ON x.indexrelid = k.conindid\n"
-        "      WHERE k.conrelid = p.relid AND k.contype IN ('u', 'p') AND x.indisvalid\n"
-        "        AND (SELECT array_agg(a.attname ORDER BY o.n) FROM unnest(x.indkey::int2[])\n"
-        "             WITH ORDINALITY AS o(attnum, n) JOIN pg_attribute a\n"
-        "             ON a.attrelid = x.indrelid AND a.attnum = o.attnum) = {wanted});\n"
-        "  IF missing IS NOT NULL THEN\n"
-        "    RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',\n"
-        "      MESSAGE = 'partitions with rows but no unique constraint on the key: ' || missing,\n"
-        "      HINT = 'adding the constraint would build their index under ACCESS EXCLUSIVE: give"
+    body = adopting_block(
+        root, "ACCESS EXCLUSIVE", sql.SQL(
+            "     SELECT 1 FROM pg_constraint k JOIN pg_index x ON x.indexrelid = k.conindid\n"
+            "      WHERE k.conrelid = p.relid AND k.contype IN ('u', 'p') AND x.indisvalid\n"
+            "        AND (SELECT array_agg(a.attname ORDER BY o.n) FROM unnest(x.indkey::int2[])\n"
+            "             WITH ORDINALITY AS o(attnum, n) JOIN pg_attribute a\n"
+            "             ON a.attrelid = x.indrelid AND a.attnum = o.attnum) = {wanted}"
+        ).format(wanted=wanted),
+        missing="partitions with rows but no unique constraint on the key: ",
+        hint="adding the constraint would build their index under ACCESS EXCLUSIVE: give"
         " each one (CREATE UNIQUE INDEX CONCURRENTLY, ALTER TABLE ONLY ... ADD CONSTRAINT ..."
-        " USING INDEX), then resume; or roll back';\n"
-        "  END IF;\n"
-        "  ALTER TABLE {root} ADD CONSTRAINT {con} {what} ({cols});\n"
-        "END"
-    ).format(root=root, lit=sql.Literal(render(root)), wanted=wanted, con=con,
-             what=sql.SQL(what), cols=cols)
+        " USING INDEX), then resume; or roll back",
+        add=sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} ({})").format(
+            root, con, sql.SQL(what), cols))
     if KEY_TAG in render(body):
         raise CatalogError(f"names must not contain {KEY_TAG}")
     return Step(
