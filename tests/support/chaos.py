@@ -350,6 +350,8 @@ class Chaos:
     rng: random.Random = field(init=False)
     kills: list[Kill] = field(default_factory=list)
     runs: int = 0
+    # Appended to every run, first or resume (e.g. --workers N).
+    run_options: list[str] = field(default_factory=list)
     busy_retries: int = 0
     job: int | None = None
     writers: list[Writer] = field(default_factory=list)
@@ -372,9 +374,10 @@ class Chaos:
     def checkpoint(self, step: str = "backfill") -> tuple[int, bool] | None:
         if self.job is None or not self._journal():
             return None
-        row = self.db.execute("SELECT rows_done, finished FROM pgonline.checkpoints"
+        # Summed over the step's parts (--workers splits the range).
+        row = self.db.execute("SELECT sum(rows_done), bool_and(finished) FROM pgonline.checkpoints"
                               " WHERE job_id = %s AND step_id = %s", [self.job, step]).fetchone()
-        return None if row is None else (int(row[0]), bool(row[1]))
+        return None if row is None or row[0] is None else (int(row[0]), bool(row[1]))
 
     def step_done_since_spawn(self, step: str) -> bool:
         if self.job is None:
@@ -420,6 +423,8 @@ class Chaos:
     def _spawn(self, command: list[str], phase: str) -> subprocess.Popen[bytes]:
         self._find_job()
         argv = command if self.job is None else ["resume", str(self.job)]
+        # Options of a run, not of the command (a resume takes them too).
+        argv = [*argv, *self.run_options]
         self.runs += 1
         row = self.db.execute("SELECT clock_timestamp()").fetchone()
         assert row is not None

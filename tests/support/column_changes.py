@@ -100,10 +100,10 @@ def wait_for_checkpoint(db: psycopg.Connection[Any], minimum: int, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            row = db.execute("SELECT rows_done FROM pgonline.checkpoints").fetchone()
+            row = db.execute("SELECT sum(rows_done) FROM pgonline.checkpoints").fetchone()
         except psycopg.errors.UndefinedTable:
             row = None
-        if row and row[0] >= minimum:
+        if row and row[0] is not None and row[0] >= minimum:
             return int(row[0])
         time.sleep(0.05)
     raise AssertionError("backfill made no progress")

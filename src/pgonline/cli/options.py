@@ -118,6 +118,8 @@ def dsn_option(f: F) -> F:
 _BATCH = BatchOptions()
 _SESSION = SessionSettings()
 _EXEC = ExecOptions()
+# More parts than this only add connections: batches are bound by the server's cores and WAL.
+MAX_WORKERS = 64
 
 
 def execution_options(*, backfill: bool = True, index_build: bool = True,
@@ -154,6 +156,11 @@ def execution_options(*, backfill: bool = True, index_build: bool = True,
                      show_default=True, help="Adapt the batch size toward this duration per batch."),
         click.option("--sleep-ms", type=click.IntRange(0), default=_BATCH.sleep_ms, show_default=True,
                      help="Pause between batches, leaving room for application traffic."),
+        click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=_EXEC.workers,
+                     show_default=True, metavar="N",
+                     help="Backfill with N connections at once, each walking its own part of "
+                          "the key range (resumable per part). Never takes the connection slots "
+                          "the application needs."),
         click.option("--batch-timeout", "batch_timeout_ms", type=click.IntRange(1),
                      default=_BATCH.statement_timeout_ms, show_default=True, metavar="MS",
                      help="statement_timeout of one batch."),
@@ -230,6 +237,7 @@ def build_context(dsn: str | None, kw: dict[str, Any]) -> RunContext:
         reconnect_timeout_s=kw.pop("reconnect_timeout_s"),
         postpone_contract=kw.pop("postpone_contract", False),
         skip_vacuum=kw.pop("skip_vacuum", False),
+        workers=kw.pop("workers", _EXEC.workers),
     )
     return RunContext(dsn=resolve_dsn(dsn), options=options, progress=Progress(),
                       throttles=build_throttles(kw), dry_run=kw.pop("dry_run"), out=click.echo)

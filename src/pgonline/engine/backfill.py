@@ -18,6 +18,7 @@ Why this is safe on a live table:
 from __future__ import annotations
 
 import time
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,8 +27,8 @@ import structlog
 from psycopg import sql
 
 from pgonline.catalog.tables import estimate_rows
-from pgonline.connection import Conn, SessionSettings, timeouts
-from pgonline.engine import journal, tid_ranges
+from pgonline.connection import Conn, SessionSettings, connect, session_setup, timeouts
+from pgonline.engine import journal, key_ranges, tid_ranges
 from pgonline.engine.journal import Checkpoint, Request, StepStatus
 from pgonline.engine.plan import BackfillSpec, Step
 from pgonline.engine.progress import BackfillStats, Progress
@@ -158,13 +159,55 @@ def update_query(spec: BackfillSpec, *, first: bool) -> sql.SQL:
                                extra=where_extra))
 
 
+def sample_query(spec: BackfillSpec, *, first: bool) -> sql.SQL:
+    """Keys of a sample of pages within the range still to walk, in key order.
+
+    Parameters: ``percent, [*last_key] (unless first), *max_key``.  It reads
+    the sampled pages only (``TABLESAMPLE SYSTEM``), whatever the table's size.
+    """
+    keys = _keys(spec)
+    table = sql.Identifier(spec.schema, spec.table)
+    return with_params(sql.SQL(
+        "SELECT {text} FROM {table} TABLESAMPLE SYSTEM ({pct}) WHERE {lower}{keyrow} <= {upper} "
+        "ORDER BY {order}"
+    ).format(text=sql.SQL(", ").join(sql.SQL("{}::text").format(k) for k in keys), table=table,
+             pct=PARAM, lower=_lower_bound(spec, first), keyrow=_row(list(keys)),
+             upper=_row([PARAM for _ in keys]),
+             order=sql.SQL(", ").join(sql.SQL("{}.{}").format(table, k) for k in keys)))
+
+
+# The connection slots a backfill's extra workers must leave to the
+# application: an application that cannot connect is an application broken.
+SPARE_CONNECTIONS_MIN = 5
+SPARE_CONNECTIONS_SHARE = 0.1
+_FREE_SLOTS = """
+SELECT current_setting('max_connections')::int
+       - current_setting('superuser_reserved_connections')::int
+       - coalesce(current_setting('reserved_connections', true)::int, 0)
+       - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),
+       current_setting('max_connections')::int
+"""
+
+
+class _Stop(Exception):
+    """Another worker stopped the backfill (an error, a pause, a cancel): this one ends too."""
+
+
 class Backfill:
-    """Runs one backfill step of one job to completion (or to a pause/cancel)."""
+    """Runs one backfill step of one job to completion (or to a pause/cancel).
+
+    With ``workers`` > 1 the range is split into parts (:mod:`key_ranges`),
+    walked at once, each on its own connection; the throttles, the live
+    control (pause, cancel, `online set`, `online throttle`) and the progress
+    are shared by all of them.  ``conn`` (the job's session, which holds its
+    lock) walks one part itself.
+    """
 
     def __init__(self, conn: Conn, job_id: int, step: Step, *, settings: SessionSettings,
                  opts: BatchOptions, progress: Progress, throttles: Throttles,
-                 rows_updated: int = 0) -> None:
+                 rows_updated: int = 0, workers: int = 1, dsn: str | None = None) -> None:
         assert step.backfill is not None
+        assert workers == 1 or dsn is not None, "extra workers need the DSN to connect"
         self.conn = conn
         self.job_id = job_id
         self.step = step
@@ -173,70 +216,134 @@ class Backfill:
         self.opts = opts
         self.progress = progress
         self.throttles = throttles
+        self.workers = workers
+        self.dsn = dsn
         self.n_keys = len(self.spec.key_columns)
         # No key: batches are ranges of pages (tid_ranges.py).
         self.by_pages = self.n_keys == 0
         # The keyset queries, composed once: with and without a lower bound.
         self._queries: dict[bool, tuple[sql.SQL, sql.SQL]] = {}
-        self.size = opts.initial_size
         self._last_request_poll = float("-inf")
         self._settings_rev = 0  # the revision of `online set` settings applied
         self._seen_rev_pending = False
         self._manual: str | None = None  # why `online throttle` holds the backfill, if it does
+        # One worker at a time asks the throttles (some keep a side connection)
+        # and waits while they object; the others queue behind it.
+        self._throttle_gate = anyio.Lock()
+        # The first error of any worker; the others end after their batch.
+        self._failure: BaseException | None = None
         # Rows changed by committed batches of this process, carried over by the
         # executor when it continues the step on a new connection.
         self.rows_updated = rows_updated
+        self._stats: BackfillStats | None = None
+        self._totals: dict[int, tuple[int, int]] = {}  # part -> (rows done, rows total)
 
-    async def _start(self) -> Checkpoint:
-        cp = await journal.load_checkpoint(self.conn, self.job_id, self.step.id)
-        if cp is not None:
-            return cp
+    # -- the range and its parts ------------------------------------------------
+
+    async def _whole(self) -> Checkpoint:
+        """The checkpoint of a walk not started yet: the whole range, as of now."""
         total = await estimate_rows(self.conn, self.spec.schema, self.spec.table)
         if self.by_pages:
             pages, node = await tid_ranges.extent(self.conn, self.spec)
-            cp = Checkpoint(last_key=None, max_key=[str(pages), node], rows_done=0,
-                            rows_total=total, batches=0, batch_size=self.opts.initial_size,
-                            finished=pages == 0)
-        else:
-            cur = await self.conn.execute(max_key_query(self.spec))
-            row = await cur.fetchone()
-            cp = Checkpoint(last_key=None, max_key=None if row is None else [str(v) for v in row],
-                            rows_done=0, rows_total=total, batches=0,
-                            batch_size=self.opts.initial_size, finished=row is None)
+            return Checkpoint(last_key=None, max_key=[str(pages), node], rows_done=0,
+                              rows_total=total, batches=0, batch_size=self.opts.initial_size,
+                              finished=pages == 0)
+        cur = await self.conn.execute(max_key_query(self.spec))
+        row = await cur.fetchone()
+        return Checkpoint(last_key=None, max_key=None if row is None else [str(v) for v in row],
+                          rows_done=0, rows_total=total, batches=0,
+                          batch_size=self.opts.initial_size, finished=row is None)
+
+    async def _split(self, cp: Checkpoint) -> list[Checkpoint]:
+        if cp.finished or self.workers == 1:
+            return [cp]
+        if self.by_pages:
+            return key_ranges.split_pages(cp, self.workers)
+        pages, _ = await tid_ranges.extent(self.conn, self.spec)
+        first = cp.last_key is None
+        cur = await self.conn.execute(
+            sample_query(self.spec, first=first),
+            [key_ranges.sample_percent(pages, self.workers), *(cp.last_key or []),
+             *(cp.max_key or [])])
+        sample = [[str(v) for v in row] for row in await cur.fetchall()]
+        return key_ranges.split_keyset(cp, self.workers, sample)
+
+    async def _start(self) -> list[Checkpoint]:
+        parts = await journal.load_parts(self.conn, self.job_id, self.step.id)
+        if len(parts) > 1:
+            return parts  # split by an earlier run: each part continues where it stopped
+        whole = parts[0] if parts else await self._whole()
+        split = await self._split(whole)
+        if parts and len(split) == 1:
+            return parts
         async with self.conn.transaction():
-            await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.RUNNING)
-            await journal.save_checkpoint(self.conn, self.job_id, self.step.id, cp)
-        return cp
+            if not parts:
+                await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.RUNNING)
+            await journal.replace_parts(self.conn, self.job_id, self.step.id, split)
+        if len(split) > 1:
+            log.info("backfill split", job=self.job_id, step=self.step.id, parts=len(split),
+                     resumed=bool(parts))
+        return split
 
-    async def _wait_for_throttles(self, stats: BackfillStats) -> None:
-        while True:
-            await self._poll_control()
-            why = self._manual or await self.throttles.first_reason(self.conn)
-            if why is None:
-                if stats.paused_reason:
-                    log.info("throttle ended", job=self.job_id, step=self.step.id,
-                             reason=stats.paused_reason)
-                    stats.paused_reason = None
-                    await journal.set_throttled_by(self.conn, self.job_id, None)
+    async def _rewritten(self, parts: list[Checkpoint]) -> list[Checkpoint] | None:
+        """After a page walk: new parts if the table was rewritten meanwhile, else None."""
+        if not self.by_pages or not parts:
+            return None
+        _, _, node = key_ranges.page_extent(parts[0])
+        pages_now, node_now = await tid_ranges.extent(self.conn, self.spec)
+        if node_now == node:
+            return None
+        # Rewritten since the walk began (VACUUM FULL, CLUSTER, pg_repack): every
+        # page was renumbered, so rows may now sit on pages already walked.  Walk
+        # it all again (harmless: only idempotent fills walk pages).
+        log.warning("table rewritten during the backfill (VACUUM FULL, CLUSTER, pg_repack): "
+                    "walking it again", job=self.job_id, step=self.step.id)
+        total = sum(max(p.rows_total, p.rows_done) for p in parts)
+        whole = Checkpoint(None, [str(pages_now), node_now], 0, total,
+                           sum(p.batches for p in parts), self.opts.initial_size,
+                           finished=pages_now == 0)
+        split = await self._split(whole)
+        async with self.conn.transaction():
+            await journal.replace_parts(self.conn, self.job_id, self.step.id, split)
+        return split
+
+    # -- throttles and live control, shared by every worker ---------------------
+
+    async def _wait_for_throttles(self, conn: Conn, stats: BackfillStats) -> None:
+        async with self._throttle_gate:
+            while True:
+                self._check_stop()
+                await self._poll_control(conn)
+                why = self._manual or await self.throttles.first_reason(conn)
+                if why is None:
+                    if stats.paused_reason:
+                        log.info("throttle ended", job=self.job_id, step=self.step.id,
+                                 reason=stats.paused_reason)
+                        stats.paused_reason = None
+                        await journal.set_throttled_by(conn, self.job_id, None)
+                        self.progress.backfill(self.step, stats, force=True)
+                    return
+                if stats.paused_reason != why:
+                    # Logged and journaled when the reason changes, not on every poll.
+                    stats.paused_reason = why
+                    await journal.set_throttled_by(conn, self.job_id, why)
+                    self.progress.paused(self.step, why)
                     self.progress.backfill(self.step, stats, force=True)
-                return
-            if stats.paused_reason != why:
-                # Logged and journaled when the reason changes, not on every poll.
-                stats.paused_reason = why
-                await journal.set_throttled_by(self.conn, self.job_id, why)
-                self.progress.paused(self.step, why)
-                self.progress.backfill(self.step, stats, force=True)
-            await anyio.sleep(min(self.throttles.poll_s, REQUEST_POLL_S) if self._manual
-                              else self.throttles.poll_s)
+                await anyio.sleep(min(self.throttles.poll_s, REQUEST_POLL_S) if self._manual
+                                  else self.throttles.poll_s)
 
-    async def _poll_control(self) -> None:
+    def _check_stop(self) -> None:
+        if self._failure is not None:
+            raise _Stop
+
+    async def _poll_control(self, conn: Conn) -> None:
         # While batches run, every checkpoint brings the control row along; this
         # reads it while none do (at the start, and while throttled).
         now = time.monotonic()
         if now - self._last_request_poll < REQUEST_POLL_S:
             return
         self._last_request_poll = now
-        self._obey(await journal.pending_control(self.conn, self.job_id))
+        self._obey(await journal.pending_control(conn, self.job_id))
 
     def _obey(self, control: journal.Control) -> None:
         """Honour pause/cancel; apply new `online set` settings and `online throttle`."""
@@ -260,10 +367,10 @@ class Backfill:
         """The job's live settings (`online set`), over the options it was started with."""
         opts = self.opts
         if "batch_size" in settings:
-            # A size given by hand is kept: the batch size no longer adapts.
+            # A size given by hand is kept: the batch size no longer adapts
+            # (every worker clamps its size to min..max before each batch).
             n = int(settings["batch_size"])
             opts = replace(opts, initial_size=n, min_size=n, max_size=n)
-            self.size = n
         if "sleep_ms" in settings:
             opts = replace(opts, sleep_ms=int(settings["sleep_ms"]))
         if "target_batch_ms" in settings:
@@ -272,12 +379,15 @@ class Backfill:
         self.throttles.apply(settings)
         log.info("settings applied", job=self.job_id, step=self.step.id, **settings)
 
-    async def _acknowledge_settings(self) -> None:
+    async def _acknowledge_settings(self, conn: Conn) -> None:
         if self._seen_rev_pending:
             self._seen_rev_pending = False
-            await journal.settings_seen(self.conn, self.job_id, self._settings_rev)
+            await journal.settings_seen(conn, self.job_id, self._settings_rev)
 
-    async def _keyset_batch(self, cp: Checkpoint, rate: float | None) -> tuple[Checkpoint, int]:
+    # -- batches ----------------------------------------------------------------
+
+    async def _keyset_batch(self, conn: Conn, cp: Checkpoint, size: int,
+                            rate: float | None) -> tuple[Checkpoint, int]:
         """The next keyset batch, in the caller's transaction: its checkpoint, rows changed."""
         first = cp.last_key is None
         lower: list[Any] = [] if first else list(cp.last_key or [])
@@ -285,101 +395,181 @@ class Backfill:
             self._queries[first] = (bounds_query(self.spec, first=first),
                                     update_query(self.spec, first=first))
         bounds, update = self._queries[first]
-        cur = await self.conn.execute(bounds, [*lower, *(cp.max_key or []), self.size])
+        cur = await conn.execute(bounds, [*lower, *(cp.max_key or []), size])
         row = await cur.fetchone()
         if row is None:
-            return Checkpoint(cp.last_key, cp.max_key, cp.rows_done, cp.rows_total, cp.batches,
-                              self.size, finished=True, rows_per_s=rate), 0
+            # A part that ends knows its rows exactly: no estimate is left in its total.
+            return replace(cp, rows_total=cp.rows_done, batch_size=size, finished=True,
+                           rows_per_s=rate), 0
         last = [str(v) for v in row[: self.n_keys]]
         scanned = int(row[self.n_keys])
         # Same transaction: a row inserted into the range since the bounds were
         # read is updated too, which is harmless (it matches where_sql only if
         # it still needs the value).
-        cur = await self.conn.execute(update, [*lower, *last])
-        return Checkpoint(last, cp.max_key, cp.rows_done + scanned,
-                          max(cp.rows_total, cp.rows_done + scanned), cp.batches + 1, self.size,
-                          finished=scanned < self.size, rows_per_s=rate), max(cur.rowcount, 0)
+        cur = await conn.execute(update, [*lower, *last])
+        done = cp.rows_done + scanned
+        return replace(cp, last_key=last, rows_done=done,
+                       rows_total=done if scanned < size else max(cp.rows_total, done),
+                       batches=cp.batches + 1, batch_size=size, finished=scanned < size,
+                       rows_per_s=rate), max(cur.rowcount, 0)
 
-    async def _page_batch(self, cp: Checkpoint, rate: float | None) -> tuple[Checkpoint, int]:
+    async def _page_batch(self, conn: Conn, cp: Checkpoint, size: int,
+                          rate: float | None) -> tuple[Checkpoint, int]:
         """The next range of pages (a table without a key), in the caller's transaction."""
-        assert cp.max_key is not None
-        pages, node = int(cp.max_key[0]), cp.max_key[1]
-        lo = int(cp.last_key[0]) if cp.last_key else 0
-        hi = min(pages, lo + tid_ranges.pages_for(self.size, cp.rows_total, pages))
-        cur = await self.conn.execute(tid_ranges.update_query(self.spec),
-                                      [tid_ranges.tid(lo), tid_ranges.tid(hi)])
+        start, end, _ = key_ranges.page_extent(cp)
+        lo = int(cp.last_key[0]) if cp.last_key else start
+        # Pages per batch by the table's rows per page, which a part's own
+        # counts estimate as well as the whole table's.
+        hi = min(end, lo + tid_ranges.pages_for(size, cp.rows_total, max(1, end - start)))
+        cur = await conn.execute(tid_ranges.update_query(self.spec),
+                                 [tid_ranges.tid(lo), tid_ranges.tid(hi)])
         updated = max(cur.rowcount, 0)
-        done = round(hi / pages * cp.rows_total) if pages else cp.rows_total
-        if hi >= pages:
-            pages_now, node_now = await tid_ranges.extent(self.conn, self.spec)
-            if node_now != node:
-                # Rewritten since the walk began: every page was renumbered, so
-                # rows may now sit on pages already walked.  Walk it all again.
-                log.warning("table rewritten during the backfill (VACUUM FULL, CLUSTER, "
-                            "pg_repack): walking it again", job=self.job_id, step=self.step.id)
-                return Checkpoint(None, [str(pages_now), node_now], 0, cp.rows_total,
-                                  cp.batches + 1, self.size, finished=False,
-                                  rows_per_s=rate), updated
-        return Checkpoint([str(hi)], cp.max_key, max(cp.rows_done, done),
-                          max(cp.rows_total, done), cp.batches + 1, self.size,
-                          finished=hi >= pages, rows_per_s=rate), updated
+        done = round((hi - start) / (end - start) * cp.rows_total) if end > start \
+            else cp.rows_total
+        return replace(cp, last_key=[str(hi)], rows_done=max(cp.rows_done, done),
+                       rows_total=max(cp.rows_total, done), batches=cp.batches + 1,
+                       batch_size=size, finished=hi >= end, rows_per_s=rate), updated
 
-    async def run(self) -> None:
-        cp = await self._start()
-        # rows_done comes from the checkpoint, so continuing after a crash or
-        # a lost connection neither restarts nor double counts it.
-        stats = BackfillStats(rows_done=cp.rows_done, rows_total=max(cp.rows_total, cp.rows_done),
-                              rows_updated=self.rows_updated, batch_size=cp.batch_size)
-        self.size = cp.batch_size
+    async def _walk(self, conn: Conn, cp: Checkpoint, lane: int) -> None:
+        """Walk one part to its end on ``conn``: batch, checkpoint, repeat."""
+        assert self._stats is not None
+        stats = self._stats
+        size = cp.batch_size
         while not cp.finished:
-            await self._wait_for_throttles(stats)
-            await self._acknowledge_settings()
+            await self._wait_for_throttles(conn, stats)
+            await self._acknowledge_settings(conn)
+            size = min(max(size, self.opts.min_size), self.opts.max_size)
             assert cp.max_key is not None
 
             def shrink(_: BaseException) -> None:
                 # A timeout or lock failure on a big batch: retry with a smaller one.
-                self.size = max(self.opts.min_size, self.size // 2)
+                nonlocal size
+                size = max(self.opts.min_size, size // 2)
 
             async def one_batch(cp: Checkpoint = cp) -> tuple[Checkpoint, float, int,
                                                               journal.Control]:
                 t0 = time.monotonic()
-                async with self.conn.transaction():
+                async with conn.transaction():
                     # Both timeouts in one round trip: per-batch overhead is what
                     # separates a batched backfill from one big UPDATE.
-                    await self.conn.execute(timeouts(self.settings.lock_timeout_ms,
-                                                     self.opts.statement_timeout_ms, local=True))
+                    await conn.execute(timeouts(self.settings.lock_timeout_ms,
+                                                self.opts.statement_timeout_ms, local=True))
                     batch = self._page_batch if self.by_pages else self._keyset_batch
-                    new, updated = await batch(cp, stats.rate_last_minute)
-                    if new.finished:
-                        await journal.set_step(self.conn, self.job_id, self.step.id,
-                                               StepStatus.DONE)
-                    control = await journal.save_checkpoint(self.conn, self.job_id,
-                                                            self.step.id, new)
+                    # The size as of this attempt: shrink() halves it for a retry.
+                    new, updated = await batch(conn, cp, size,  # noqa: B023
+                                               stats.rate_last_minute)
+                    control = await journal.save_checkpoint(conn, self.job_id, self.step.id, new)
                 return new, (time.monotonic() - t0) * 1000, updated, control
 
             new, elapsed_ms, updated, control = await with_retries(
                 f"{self.step.id} batch", one_batch, attempts=self.opts.max_attempts,
                 on_retry=shrink,
             )
-            stats.observe(new.rows_done - cp.rows_done, elapsed_ms / 1000 + self.opts.sleep_ms / 1000)
-            stats.rows_done, stats.rows_total = new.rows_done, new.rows_total
+            stats.observe(new.rows_done - cp.rows_done,
+                          elapsed_ms / 1000 + self.opts.sleep_ms / 1000, lane=lane)
+            self._count(new)
             stats.rows_updated += updated
             self.rows_updated = stats.rows_updated
             cp = new
-            self.size = next_batch_size(self.size, elapsed_ms, self.opts)
+            size = next_batch_size(size, elapsed_ms, self.opts)
+            stats.batch_size = size
             if not cp.finished:
                 # Read with the batch's checkpoint: a pause or cancel stops exactly
                 # here, and new settings apply from the next batch on.
                 self._obey(control)
                 self._last_request_poll = time.monotonic()
-            stats.batch_size = self.size
-            self.progress.backfill(self.step, stats, force=cp.finished)
+            self.progress.backfill(self.step, stats)
             if not cp.finished and self.opts.sleep_ms:
                 await anyio.sleep(self.opts.sleep_ms / 1000)
-        if cp.batches == 0:
-            # An empty table: nothing to walk; the step is done all the same.
-            async with self.conn.transaction():
-                await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.DONE)
+        stats.lane_done(lane)
+
+    def _count(self, cp: Checkpoint) -> None:
+        assert self._stats is not None
+        self._totals[cp.part] = (cp.rows_done, max(cp.rows_total, cp.rows_done))
+        self._stats.rows_done = sum(done for done, _ in self._totals.values())
+        self._stats.rows_total = sum(total for _, total in self._totals.values())
+
+    # -- the workers ------------------------------------------------------------
+
+    async def _worker_count(self, wanted: int) -> int:
+        """At most ``wanted``, and never so many that the application is left without slots."""
+        if wanted <= 1:
+            return wanted
+        cur = await self.conn.execute(_FREE_SLOTS)
+        row = await cur.fetchone()
+        assert row is not None
+        free, most = int(row[0]), int(row[1])
+        spare = max(SPARE_CONNECTIONS_MIN, int(most * SPARE_CONNECTIONS_SHARE))
+        n = max(1, min(wanted, free - spare + 1))
+        if n < wanted:
+            log.warning("fewer backfill workers than asked: the application keeps its "
+                        "connection slots", job=self.job_id, step=self.step.id, asked=wanted,
+                        workers=n, free_slots=free, kept_free=spare)
+        return n
+
+    async def _walk_parts(self, conn: Conn, queue: list[Checkpoint], lane: int) -> None:
+        """One worker: take the next part not yet taken, walk it; until none is left."""
+        try:
+            while queue:
+                self._check_stop()
+                await self._walk(conn, queue.pop(0), lane)
+        except _Stop:
+            return
+        except Exception as exc:  # re-raised by run() once every worker has ended
+            # The others end after their current batch, whose checkpoint
+            # commits with it: nothing is cut off half-way.
+            if self._failure is None:
+                self._failure = exc
+
+    async def _run_parts(self, todo: list[Checkpoint]) -> None:
+        n = await self._worker_count(min(self.workers, len(todo)))
+        queue = list(todo)
+        if n == 1:
+            await self._walk_parts(self.conn, queue, 0)
+            return
+        assert self.dsn is not None
+        async with AsyncExitStack() as stack:
+            conns = [self.conn]
+            setup = session_setup(self.settings)
+            for _ in range(n - 1):
+                extra = await connect(self.dsn)
+                stack.push_async_callback(_close, extra)
+                if setup is not None:
+                    await extra.execute(setup)
+                conns.append(extra)
+            async with anyio.create_task_group() as tg:
+                for lane, c in enumerate(conns):
+                    tg.start_soon(self._walk_parts, c, queue, lane)
+
+    async def run(self) -> None:
+        parts = await self._start()
+        # rows_done comes from the checkpoints, so continuing after a crash or
+        # a lost connection neither restarts nor double counts it.
+        self._stats = BackfillStats(rows_done=0, rows_total=0, rows_updated=self.rows_updated,
+                                    batch_size=parts[0].batch_size)
+        while True:
+            self._totals.clear()
+            for cp in parts:
+                self._count(cp)
+            todo = [cp for cp in parts if not cp.finished]
+            if todo:
+                await self._run_parts(todo)
+                if self._failure is not None:
+                    raise self._failure
+            again = await self._rewritten(parts)
+            if again is None:
+                break
+            parts = again
+        # Every part's last checkpoint is committed; the step is done.  A crash
+        # right before this finds every part finished and comes straight here.
+        async with self.conn.transaction():
+            await journal.set_step(self.conn, self.job_id, self.step.id, StepStatus.DONE)
+        self.progress.backfill(self.step, self._stats, force=True)
+
+
+async def _close(conn: Conn) -> None:
+    with anyio.CancelScope(shield=True):
+        await conn.close()
 
 
 __all__ = ["Backfill", "BatchOptions", "is_retryable"]

@@ -66,6 +66,10 @@ class ExecOptions:
     postpone_contract: bool = False
     # Record a plan's vacuum step as done without running it (--no-vacuum).
     skip_vacuum: bool = False
+    # Backfill workers (--workers): each walks its own part of the range on
+    # its own connection.  Not part of the plan: how many connections walk a
+    # range changes nothing the plan says, and a resume may use more or fewer.
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -413,7 +417,8 @@ class Executor:
                 backfill = Backfill(conn, job.id, step, settings=self.options.settings,
                                     opts=self.options.batch, progress=self.progress,
                                     throttles=self.throttles,
-                                    rows_updated=self._rows_updated.get(step.id, 0))
+                                    rows_updated=self._rows_updated.get(step.id, 0),
+                                    workers=self.options.workers, dsn=self.dsn)
                 try:
                     await backfill.run()
                 except psycopg.Error as exc:

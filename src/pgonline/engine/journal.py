@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -35,7 +35,8 @@ SCHEMA = "pgonline"
 # 1: jobs, steps, checkpoints.  2: jobs.target_oid and the unique index that
 # allows one unfinished job per table (see _MIGRATE_TO_2).  3: what
 # `online status` shows and `online set/throttle` steers (see _MIGRATE_TO_3).
-SCHEMA_VERSION = 3
+# 4: a backfill's key range in parts, one checkpoint each (see _MIGRATE_TO_4).
+SCHEMA_VERSION = 4
 # Advisory lock key space: (namespace, job id).  The namespace is a constant so
 # other applications' advisory locks cannot collide with ours by accident.
 # (LOCK_NAMESPACE, 0) serializes creating and migrating the journal schema.
@@ -156,6 +157,19 @@ ALTER TABLE pgonline.jobs ADD COLUMN IF NOT EXISTS runner_pid integer,
 ALTER TABLE pgonline.checkpoints ADD COLUMN IF NOT EXISTS rows_per_s double precision;
 """
 
+# Version 4: `--workers N` walks N disjoint parts of a backfill's range at once,
+# each committing its own checkpoint row (one row for all would make every
+# batch wait for the others' row lock).  A step's existing checkpoint becomes
+# its part 0, which is exactly what it was: the whole range.  A runner of
+# version 3 cannot write this table any more (its ON CONFLICT names the old
+# key): it stops at its first checkpoint, before the batch commits, and the
+# job is resumable by this version.
+_MIGRATE_TO_4 = """
+ALTER TABLE pgonline.checkpoints ADD COLUMN IF NOT EXISTS part integer NOT NULL DEFAULT 0;
+ALTER TABLE pgonline.checkpoints DROP CONSTRAINT checkpoints_pkey,
+                                 ADD CONSTRAINT checkpoints_pkey PRIMARY KEY (job_id, step_id, part);
+"""
+
 # Version 2.  A journal written by version 1 may already hold two unfinished
 # jobs on one table (the race this index closes); then only the newest gets
 # its target_oid, the older ones keep NULL, which the unique index does not
@@ -224,6 +238,8 @@ class Checkpoint:
     finished: bool
     rows_per_s: float | None = None  # over the last minute (version 3)
     updated_at: datetime | None = None  # read back only: when the last batch committed
+    # Which part of the step's range (version 4): 0 for a walk in one part.
+    part: int = 0
 
 
 async def schema_version(conn: Conn) -> int | None:
@@ -243,17 +259,21 @@ async def ensure_schema(conn: Conn) -> None:
     Concurrent first runs (or upgrades) serialize on an advisory lock and
     re-read the version under it, so exactly one of them changes anything.
     """
-    if await schema_version(conn) == SCHEMA_VERSION:
+    version = await schema_version(conn)
+    if version == SCHEMA_VERSION:
         return
+    _refuse_newer(version)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s::int, 0)", [LOCK_NAMESPACE])
         version = await schema_version(conn)
-        if version is not None and version >= SCHEMA_VERSION:
+        _refuse_newer(version)
+        if version == SCHEMA_VERSION:
             return
         if version is None:
             await conn.execute(_DDL)
-        await conn.execute(_MIGRATE_TO_2)
-        await conn.execute(_MIGRATE_TO_3)
+        for first, migration in ((2, _MIGRATE_TO_2), (3, _MIGRATE_TO_3), (4, _MIGRATE_TO_4)):
+            if version is None or version < first:
+                await conn.execute(migration)
         await conn.execute(
             """INSERT INTO pgonline.meta VALUES ('schema_version', %s)
                ON CONFLICT (key) DO UPDATE SET value = excluded.value""",
@@ -267,6 +287,15 @@ async def ensure_schema(conn: Conn) -> None:
             log.warning("journal upgraded; these unfinished jobs share a table with a newer "
                         "unfinished job and are not covered by the one-job-per-table index",
                         jobs=list(row[0]))
+
+
+def _refuse_newer(version: int | None) -> None:
+    """A journal written by a newer pgonline may hold what this one cannot read or keep."""
+    if version is not None and version > SCHEMA_VERSION:
+        raise JobError(
+            f"the journal in this database (schema pgonline) is version {version}, newer than "
+            f"this pgonline knows ({SCHEMA_VERSION})",
+            hint="run the pgonline version that wrote it, or a newer one")
 
 
 def _job(row: dict[str, Any]) -> Job:
@@ -688,16 +717,60 @@ async def set_throttled_by(conn: Conn, job_id: int, reason: str | None) -> None:
                        [reason, job_id])
 
 
-async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT * FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s",
-                          [job_id, step_id])
-        row = await cur.fetchone()
-    if row is None:
-        return None
+def _checkpoint(row: dict[str, Any]) -> Checkpoint:
     return Checkpoint(row["last_key"], row["max_key"], row["rows_done"], row["rows_total"],
                       row["batches"], row["batch_size"], row["finished"],
-                      row.get("rows_per_s"), row["updated_at"])
+                      row.get("rows_per_s"), row["updated_at"], row.get("part", 0))
+
+
+async def load_parts(conn: Conn, job_id: int, step_id: str) -> list[Checkpoint]:
+    """A backfill step's checkpoints, one per part of its range, in part order ([]: not started)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        # Sorted here: `online status` reads journals of older versions, which
+        # have no part column, without upgrading them.
+        await cur.execute("SELECT * FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s",
+                          [job_id, step_id])
+        return sorted((_checkpoint(row) for row in await cur.fetchall()), key=lambda c: c.part)
+
+
+def combined(parts: list[Checkpoint]) -> Checkpoint:
+    """One checkpoint for all parts of a step: what `online status` shows.
+
+    Counts add up; the rate is the one the most recent batch saved (each part
+    saves the whole step's rate, not its own share of it).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    def when(p: Checkpoint) -> datetime:
+        return p.updated_at or datetime.min.replace(tzinfo=UTC)
+
+    latest = max(parts, key=when)
+    running = [p for p in parts if not p.finished]
+    return Checkpoint(
+        last_key=None, max_key=None, rows_done=sum(p.rows_done for p in parts),
+        rows_total=sum(max(p.rows_total, p.rows_done) for p in parts),
+        batches=sum(p.batches for p in parts), batch_size=latest.batch_size,
+        finished=not running,
+        rows_per_s=max(running, key=when).rows_per_s if running else None,
+        updated_at=latest.updated_at)
+
+
+async def load_checkpoint(conn: Conn, job_id: int, step_id: str) -> Checkpoint | None:
+    """The step's progress over all its parts (None: not started)."""
+    parts = await load_parts(conn, job_id, step_id)
+    return combined(parts) if parts else None
+
+
+async def replace_parts(conn: Conn, job_id: int, step_id: str, parts: list[Checkpoint]) -> None:
+    """Split (or re-split) a step's range: its checkpoints become ``parts``.
+
+    In the caller's transaction, so the parts are written all or none: a
+    crash never leaves a range covered by no part, or by two.
+    """
+    await conn.execute("DELETE FROM pgonline.checkpoints WHERE job_id = %s AND step_id = %s",
+                       [job_id, step_id])
+    for cp in parts:
+        await save_checkpoint(conn, job_id, step_id, cp)
 
 
 # The columns of the control row (see Control): read alone, or with every checkpoint.
@@ -708,10 +781,10 @@ _CONTROL = sql.SQL("SELECT {} FROM pgonline.jobs WHERE id = %s").format(_CONTROL
 _SAVE_CHECKPOINT = sql.SQL("""
     WITH saved AS (
         INSERT INTO pgonline.checkpoints AS c
-               (job_id, step_id, last_key, max_key, rows_done, rows_total, batches,
+               (job_id, step_id, part, last_key, max_key, rows_done, rows_total, batches,
                 batch_size, finished, rows_per_s, updated_at)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
-        ON CONFLICT (job_id, step_id) DO UPDATE
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+        ON CONFLICT (job_id, step_id, part) DO UPDATE
            SET last_key = excluded.last_key, max_key = excluded.max_key,
                rows_done = excluded.rows_done, rows_total = excluded.rows_total,
                batches = excluded.batches, batch_size = excluded.batch_size,
@@ -739,7 +812,7 @@ async def save_checkpoint(conn: Conn, job_id: int, step_id: str, cp: Checkpoint)
     """
     cur = await conn.execute(
         _SAVE_CHECKPOINT,
-        [job_id, step_id,
+        [job_id, step_id, cp.part,
          None if cp.last_key is None else Jsonb(cp.last_key),
          None if cp.max_key is None else Jsonb(cp.max_key),
          cp.rows_done, cp.rows_total, cp.batches, cp.batch_size, cp.finished, cp.rows_per_s,

@@ -36,20 +36,28 @@ RATE_WINDOW_S = 60.0
 
 @dataclass
 class BackfillStats:
-    """Live numbers for one backfill step; ``rate`` is smoothed rows per second."""
+    """Live numbers for one backfill step; ``rate`` is smoothed rows per second.
+
+    With several workers (``--workers``) each one is a *lane*: its rate is
+    smoothed on its own, and the step's rate is their sum.
+    """
 
     rows_done: int
     rows_total: int
     rows_updated: int = 0
     batch_size: int = 0
-    rate: float = 0.0
     started: float = field(default_factory=time.monotonic)
     paused_reason: str | None = None
     # (monotonic time, rows done) after each batch of the last RATE_WINDOW_S.
     _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
+    _lanes: dict[int, float] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._window.append((self.started, self.rows_done))
+
+    @property
+    def rate(self) -> float:
+        return sum(self._lanes.values())
 
     @property
     def percent(self) -> float:
@@ -63,8 +71,12 @@ class BackfillStats:
             return None
         return max(0.0, (self.rows_total - self.rows_done) / self.rate)
 
-    def observe(self, rows: int, seconds: float) -> None:
-        """Fold one batch into the smoothed rate (EWMA, so one slow batch does not swing ETA)."""
+    def observe(self, rows: int, seconds: float, *, lane: int = 0) -> None:
+        """Fold one batch into the smoothed rate (EWMA, so one slow batch does not swing ETA).
+
+        Called before ``rows_done`` counts the batch's ``rows``: the window
+        keeps the step's total, whichever lane did them.
+        """
         now = time.monotonic()
         self._window.append((now, self.rows_done + rows))
         while len(self._window) > 2 and now - self._window[1][0] >= RATE_WINDOW_S:
@@ -72,7 +84,12 @@ class BackfillStats:
         if seconds <= 0:
             return
         inst = rows / seconds
-        self.rate = inst if self.rate == 0 else 0.7 * self.rate + 0.3 * inst
+        old = self._lanes.get(lane, 0.0)
+        self._lanes[lane] = inst if old == 0 else 0.7 * old + 0.3 * inst
+
+    def lane_done(self, lane: int) -> None:
+        """A worker ran out of parts: its rate no longer adds to the step's."""
+        self._lanes.pop(lane, None)
 
     @property
     def rate_last_minute(self) -> float | None:
