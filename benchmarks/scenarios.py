@@ -356,6 +356,22 @@ def scenarios() -> list[Scenario]:
             ),
         ),
         Scenario(
+            name="backfill-workers",
+            title="online backfill users --set 'score = hits' with 1, 2 and 4 workers "
+                  "(--workers), against the single UPDATE",
+            verify_sql="SELECT NOT EXISTS (SELECT FROM users WHERE score > hits)",
+            backfill=True,
+            approaches=(
+                *(Approach(f"workers-{n}", f"online backfill users --set 'score = hits' "
+                           f"--workers {n}",
+                           pgonline_cli(["backfill", TABLE, "--set", "score = hits",
+                                         "--workers", str(n)]), cli_command="backfill")
+                  for n in (1, 2, 4)),
+                Approach("single-update", "UPDATE users SET score = hits",
+                         run_sql(APP_NAIVE, [("update", "UPDATE users SET score = hits")])),
+            ),
+        ),
+        Scenario(
             name="change-type",
             title="score int -> bigint",
             verify_sql=_column_is("score", "atttypid = 'bigint'::regtype"),

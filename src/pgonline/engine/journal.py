@@ -741,6 +741,7 @@ def combined(parts: list[Checkpoint]) -> Checkpoint:
     """
     if len(parts) == 1:
         return parts[0]
+
     def when(p: Checkpoint) -> datetime:
         return p.updated_at or datetime.min.replace(tzinfo=UTC)
 
