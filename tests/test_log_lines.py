@@ -69,3 +69,15 @@ def test_human_logs_leave_out_unset_fields(db, online):
     r = online("rollback", "1", "--confirm")
     assert r.code == 0, r.err
     assert "n=0/0" not in r.err and "=None" not in r.err
+
+
+def test_the_last_backfill_progress_line_counts_batches_and_what_their_checkpoints_cost(
+        db, online):
+    create_users(db, 1200)
+    r = online("--log-format", "json", "backfill", "users", "--set", "hits = hits + 1",
+               "--batch-size", "100", "--max-batch-size", "100")
+    assert r.code == 0, r.err
+    last = [e for e in _events(r.err) if e["event"] == "backfill progress"][-1]
+    # 1,200 keys in batches of 100: twelve batches, the last one finding the end.
+    assert 12 <= last["batches"] <= 13
+    assert 0 < last["checkpoint_ms_per_batch"] < 1000

@@ -447,7 +447,7 @@ class Backfill:
                 size = max(self.opts.min_size, size // 2)
 
             async def one_batch(cp: Checkpoint = cp) -> tuple[Checkpoint, float, int,
-                                                              journal.Control]:
+                                                              journal.Control, float]:
                 t0 = time.monotonic()
                 async with conn.transaction():
                     # Both timeouts in one round trip: per-batch overhead is what
@@ -458,10 +458,12 @@ class Backfill:
                     # The size as of this attempt: shrink() halves it for a retry.
                     new, updated = await batch(conn, cp, size,  # noqa: B023
                                                stats.rate_last_minute)
+                    t_cp = time.monotonic()
                     control = await journal.save_checkpoint(conn, self.job_id, self.step.id, new)
-                return new, (time.monotonic() - t0) * 1000, updated, control
+                    cp_s = time.monotonic() - t_cp
+                return new, (time.monotonic() - t0) * 1000, updated, control, cp_s
 
-            new, elapsed_ms, updated, control = await with_retries(
+            new, elapsed_ms, updated, control, cp_s = await with_retries(
                 f"{self.step.id} batch", one_batch, attempts=self.opts.max_attempts,
                 on_retry=shrink,
             )
@@ -470,6 +472,8 @@ class Backfill:
             self._count(new)
             stats.rows_updated += updated
             self.rows_updated = stats.rows_updated
+            stats.batches += 1
+            stats.checkpoint_s += cp_s
             cp = new
             size = next_batch_size(size, elapsed_ms, self.opts)
             stats.batch_size = size

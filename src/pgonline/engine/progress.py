@@ -48,6 +48,10 @@ class BackfillStats:
     batch_size: int = 0
     started: float = field(default_factory=time.monotonic)
     paused_reason: str | None = None
+    # Batches committed by this process, and the time their checkpoint upserts
+    # took: what keeping the walk resumable costs, reported with the progress.
+    batches: int = 0
+    checkpoint_s: float = 0.0
     # (monotonic time, rows done) after each batch of the last RATE_WINDOW_S.
     _window: deque[tuple[float, int]] = field(default_factory=deque, repr=False)
     _lanes: dict[int, float] = field(default_factory=dict, repr=False)
@@ -109,6 +113,9 @@ class BackfillStats:
             "rows_per_s": round(self.rate, 1),
             "eta_s": None if eta is None else round(eta, 1),
             "batch_size": self.batch_size,
+            "batches": self.batches,
+            "checkpoint_ms_per_batch": (round(1000 * self.checkpoint_s / self.batches, 3)
+                                        if self.batches else None),
         }
 
 
