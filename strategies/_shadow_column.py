@@ -247,6 +247,11 @@ class ShadowPlan:
     # The server's major version: from 14 on, a table without a key is
     # backfilled by ranges of pages (the fill is idempotent: `shadow IS NULL`).
     server_major: int = 0
+    # When the shadow column is a function of the original column alone, the
+    # UPDATE trigger fires only WHEN this holds (the original column changed):
+    # the backfill's own UPDATEs, which change only the shadow column, then
+    # skip the trigger function (a PL/pgSQL call per row).
+    update_when: str | None = None
 
 
 @dataclass(frozen=True)
@@ -283,10 +288,12 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
     table = t.ident
     shadow = sql.Identifier(p.shadow)
     trigger_name = sync_trigger_name(p.trigger_prefix, t, col.name)
-    trigger = sql.Identifier(trigger_name)
     function = sql.Identifier(t.schema, trigger_name)
-    drop_trigger = sql.SQL("DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()").format(
-        trigger, table, function)
+    triggers = _sync_triggers(p, trigger_name)
+    drop_trigger = sql.SQL(";\n").join(
+        [sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trg), table)
+         for trg, _ in triggers]
+        + [sql.SQL("DROP FUNCTION IF EXISTS {}()").format(function)])
     expand = [
         Step(
             id="add-shadow-column", phase=Phase.EXPAND, lock=LockLevel.ACCESS_EXCLUSIVE,
@@ -300,14 +307,20 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
         Step(
             id="install-sync-trigger", phase=Phase.EXPAND, lock=LockLevel.SHARE_ROW_EXCLUSIVE,
             description="install the trigger keeping the shadow column in step with live writes",
-            sql=render(sql.SQL(
-                "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql\n"
-                "SET search_path FROM CURRENT AS {tag}\n{body}\n{tag};\n"
-                "DROP TRIGGER IF EXISTS {trg} ON {table};\n"
-                "CREATE TRIGGER {trg} BEFORE INSERT OR UPDATE ON {table}\n"
-                "FOR EACH ROW EXECUTE FUNCTION {fn}()"
-            ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=sql.SQL(p.function_body),
-                     trg=trigger, table=table)),
+            sql=render(sql.SQL(";\n").join([
+                sql.SQL(
+                    "CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql\n"
+                    "SET search_path FROM CURRENT AS {tag}\n{body}\n{tag}"
+                ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=sql.SQL(p.function_body)),
+                *(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trg), table)
+                  for trg, _ in triggers),
+                *(sql.SQL("CREATE TRIGGER {trg} {when} ON {table}\n"
+                          "FOR EACH ROW{cond} EXECUTE FUNCTION {fn}()").format(
+                      trg=sql.Identifier(trg), when=sql.SQL(events), table=table, fn=function,
+                      cond=sql.SQL("") if events != "BEFORE UPDATE" or p.update_when is None
+                      else sql.SQL(" WHEN ({})").format(sql.SQL(p.update_when)))
+                  for trg, events in triggers),
+            ])),
             undo_sql=render(drop_trigger),
             why_safe="CREATE TRIGGER is a catalog change under SHARE ROW EXCLUSIVE (reads go on, "
             "writes wait only for the lock under lock_timeout); the trigger's name sorts last "
@@ -361,7 +374,11 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
         "nothing reads or writes it any more",
     )
-    notes = [f"sync trigger {trigger_name} keeps {p.shadow} in step with live writes",
+    names = " and ".join(name for name, _ in triggers)
+    notes = [f"sync trigger{'s' if len(triggers) > 1 else ''} {names} "
+             f"keep{'' if len(triggers) > 1 else 's'} {p.shadow} in step with live writes"
+             + (f" (on UPDATE only when {render(sql.Identifier(col.name))} changes)"
+                if len(triggers) > 1 else ""),
              "applications using server-side prepared statements that return this column "
              "re-prepare after the cut-over (PostgreSQL reports 'cached plan must not change "
              "result type' to statements prepared before it)"]
@@ -371,12 +388,26 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
         notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
                      f"new column at the cut-over (OWNED BY), so ids keep coming")
     return ShadowParts(expand=expand, backfill=backfill,
-                       swap=_swap(p, moves, check, trigger, function), drop_old=drop_old,
-                       notes=notes)
+                       swap=_swap(p, moves, check, [sql.Identifier(trg) for trg, _ in triggers],
+                                  function),
+                       drop_old=drop_old, notes=notes)
+
+
+def _sync_triggers(p: ShadowPlan, name: str) -> list[tuple[str, str]]:
+    """The sync trigger(s) on the table, with the events each fires on.
+
+    One trigger for INSERT and UPDATE; or, with ``update_when``, one for
+    INSERT and a second for UPDATE with that WHEN condition.  A WHEN
+    condition cannot refer to OLD in a trigger that also fires on INSERT.
+    """
+    if p.update_when is None:
+        return [(name, "BEFORE INSERT OR UPDATE")]
+    update = sync_trigger_name(p.trigger_prefix + "_update", p.table, p.col.name)
+    return [(name, "BEFORE INSERT"), (update, "BEFORE UPDATE")]
 
 
 def _swap(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
-          trigger: sql.Identifier, function: sql.Identifier) -> list[sql.Composable]:
+          triggers: list[sql.Identifier], function: sql.Identifier) -> list[sql.Composable]:
     t, col = p.table, p.col
     table = t.ident
     old = sql.Identifier(col.name)
@@ -386,7 +417,7 @@ def _swap(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identi
     stmts: list[sql.Composable] = [
         # Reads and writes wait from the cut-over's LOCK TABLE to COMMIT, so
         # dropping the trigger first cannot let a write slip past unsynced.
-        sql.SQL("DROP TRIGGER {} ON {}").format(trigger, table),
+        *(sql.SQL("DROP TRIGGER {} ON {}").format(trigger, table) for trigger in triggers),
         sql.SQL("DROP FUNCTION {}()").format(function),
     ]
     for ix, _ in moves:

@@ -290,6 +290,16 @@ def shadow_plan(t: TableFacts, col: ColumnDetails, new: NewTypeFacts,
         where = sql.SQL("{} IS NULL").format(shadow_id)
     body = sql.SQL("BEGIN\n  NEW.{} := {};\n  RETURN NEW;\nEND").format(
         sql.Identifier(shadow), conv_row)
+    # A plain conversion depends on the column alone: an UPDATE that leaves
+    # it unchanged (the backfill's own, or the application's of other
+    # columns) leaves the shadow value right, so the trigger need not run.
+    # "Unchanged" is the same bytes (record_image_eq, the function of the *=
+    # operator, which a ROW() comparison would apply per column), not "=":
+    # 1.0 and 1.00 are equal numerics, but the shadow must follow the new one.
+    # A USING expression may read other columns: its trigger runs on every write.
+    update_when = (render(sql.SQL(
+        "NOT pg_catalog.record_image_eq(ROW(NEW.{0}), ROW(OLD.{0}))").format(name))
+        if using is None else None)
     return ShadowPlan(
         table=t, col=col, shadow=shadow, shadow_type_sql=render(typ), final_name=col.name,
         parked_name=parked, function_body=render(body), trigger_prefix="zz_pgonline_sync",
@@ -297,5 +307,5 @@ def shadow_plan(t: TableFacts, col: ColumnDetails, new: NewTypeFacts,
         backfill_where=render(where),
         restore_hint=f"the column already has type {new.display}; to go back, run "
         f"`online change-type {t.display} {render(name)} '{col.column.type}'`",
-        server_major=major,
+        server_major=major, update_when=update_when,
     )

@@ -29,6 +29,9 @@ from tests.support.tables import columns, create_users, schema_snapshot
 ROWS = 10_000
 # The helper names change-type derives for accounts.id (unique per table and column).
 SYNC_TRIGGER = helper_name("zz_pgonline_sync", "public", "accounts", "id")
+# A plain cast: inserts fire one trigger, updates the other only when id changes.
+SYNC_TRIGGERS = sorted([SYNC_TRIGGER, helper_name("zz_pgonline_sync_update", "public",
+                                                  "accounts", "id")])
 SHADOW = helper_column_name("new", "public", "accounts", "id")
 
 
@@ -79,7 +82,7 @@ def test_int_to_bigint_on_serial_primary_key_under_load_keeps_values_and_ids(db,
 
     assert_app_never_stalled(w)
     assert_no_lost_update(db, w, "accounts")
-    assert seen["triggers"] == [SYNC_TRIGGER]
+    assert seen["triggers"] == SYNC_TRIGGERS
     # The application inserted rows while the backfill ran (the trigger filled them).
     assert seen[Phase.BACKFILL] > seen[Phase.EXPAND]
     assert columns(db, "accounts")["id"] == ("bigint", True, "nextval('accounts_id_seq'::regclass)")
@@ -162,6 +165,25 @@ def test_using_expression_converts_existing_rows_and_rows_written_between_phases
     assert db.execute("SELECT count(*) FROM prices WHERE amount IS NULL").fetchone() == (0,)
 
 
+def test_an_update_to_an_equal_but_different_value_between_phases_reaches_the_new_column(
+        db, online):
+    # numeric 1.5 = 1.50, but their text differs: the UPDATE trigger, which
+    # skips updates that leave the column as it was, must not skip this one.
+    db.execute("CREATE TABLE prices (id int PRIMARY KEY, amount numeric NOT NULL, hits int)")
+    db.execute("INSERT INTO prices SELECT g, g * 1.5, 0 FROM generate_series(1, 3000) g")
+    args = ["change-type", "prices", "amount", "text"]
+    assert online(*args, "--phase", "expand").code == 0
+    assert online(*args, "--phase", "backfill").code == 0
+    db.execute("UPDATE prices SET amount = 1.50 WHERE id = 1")  # equal to 1.5
+    db.execute("UPDATE prices SET hits = hits + 1 WHERE id = 2")  # amount untouched
+    db.execute("UPDATE prices SET amount = 7 WHERE id = 3")
+    r = online(*args, "--phase", "contract")
+    assert r.code == 0, r.err
+    assert columns(db, "prices")["amount"] == ("text", True, None)
+    assert db.execute("SELECT amount FROM prices WHERE id IN (1, 2, 3, 4) ORDER BY id"
+                      ).fetchall() == [("1.50",), ("3.0",), ("7",), ("6.0",)]
+
+
 def test_phases_run_separately_and_resume_continues_the_same_job(db, online):
     create_accounts(db, 2000)
     db.execute("CREATE INDEX accounts_note ON accounts (note) WHERE hits = 0")
@@ -169,7 +191,7 @@ def test_phases_run_separately_and_resume_continues_the_same_job(db, online):
     assert r.code == 0, r.err
     assert job_status(db) == "paused"
     assert SHADOW in columns(db, "accounts")
-    assert trigger_names(db, "accounts") == [SYNC_TRIGGER]
+    assert trigger_names(db, "accounts") == SYNC_TRIGGERS
     assert online("resume", "1", "--phase", "backfill").code == 0
     assert db.execute(sql.SQL("SELECT count(*) FROM accounts WHERE {} IS DISTINCT FROM id")
                       .format(sql.Identifier(SHADOW))).fetchone() == (0,)

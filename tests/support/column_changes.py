@@ -117,8 +117,8 @@ def job_status(db: psycopg.Connection[Any], job: int = 1) -> str:
 
 def trigger_names(db: psycopg.Connection[Any], table: str) -> list[str]:
     return [r[0] for r in db.execute(
-        "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
-        [table]).fetchall()]
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal "
+        "ORDER BY tgname", [table]).fetchall()]
 
 
 SLOW_BATCHES = ["--batch-size", "200", "--min-batch-size", "200", "--max-batch-size", "200",
