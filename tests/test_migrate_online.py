@@ -152,3 +152,18 @@ def test_online_runs_take_the_throttle_options_of_any_job(tmp_path, online, db):
     assert "verified" not in columns(db, "users")
     r = online("migrate", "up", str(d), "--online", "--throttle-query", "SELECT 1")
     assert r.code == 2 and "--throttle-query and --throttle-max go together" in r.err, r.err
+
+
+def test_online_backfills_take_workers_and_record_one_checkpoint_per_part(tmp_path, online, db):
+    create_users(db, 3000)
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "001_token.sql").write_text(
+        "ALTER TABLE users ADD COLUMN token uuid NOT NULL DEFAULT gen_random_uuid();\n")
+    (d / "001_token_down.sql").write_text("ALTER TABLE users DROP COLUMN token;\n")
+    r = online("migrate", "up", str(d), "--online", "--workers", "3", "--sleep-ms", "0")
+    assert r.code == 0, r.err
+    assert db.execute("SELECT count(*) FROM users WHERE token IS NULL").fetchone() == (0,)
+    parts = db.execute("SELECT count(*) FROM pgonline.checkpoints WHERE step_id = 'backfill'"
+                       ).fetchone()
+    assert parts == (3,)

@@ -12,7 +12,7 @@ import click
 
 from pgonline.cli import fleet as fleet_cli
 from pgonline.cli.main import run_async
-from pgonline.cli.options import build_throttles, dsn_option, throttle_options
+from pgonline.cli.options import MAX_WORKERS, build_throttles, dsn_option, throttle_options
 from pgonline.connection import SessionSettings
 from pgonline.errors import MigrationError, UsageError
 
@@ -77,6 +77,7 @@ def _runner_options(dsn: str | None, table: str, kw: dict[str, Any], *, online: 
         batch=BatchOptions(initial_size=batch_size, sleep_ms=sleep_ms,
                            max_attempts=kw["max_retries"]),
         max_attempts=kw["max_retries"],
+        workers=kw.get("workers", 1),
     )
     context = RunContext(dsn=url, options=exec_opts, progress=Progress(),
                          throttles=build_throttles(kw), dry_run=kw["dry_run"], out=click.echo)
@@ -240,6 +241,9 @@ def create_cmd(directory: Path, name: str, description: str | None, author: str 
               help="--online backfills: rows in the first batch.")
 @click.option("--sleep-ms", type=click.IntRange(0), default=10, show_default=True,
               help="--online backfills: pause between batches.")
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
+              metavar="N", help="--online backfills: N connections at once, each walking its "
+              "own part of the key range (see `online backfill --help`).")
 @dsn_option
 @_table_option
 @_run_options
