@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import psycopg
+from psycopg import sql
 
 APP_WORKLOAD = "bench-app"
 APP_MONITOR = "bench-monitor"
@@ -48,8 +49,9 @@ class TimedErrors(list[str]):
         super().append(item)
 
 
-# Set by workload_main: log every application statement's server-side duration.
-_LOG_STATEMENTS = False
+# Set by workload_main: the share of the application's statements whose
+# server-side duration is logged (0: none).
+_SAMPLE_RATE = 0.0
 
 
 async def _app_connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnection[Any]:
@@ -58,20 +60,27 @@ async def _app_connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncCon
     conn = await psycopg.AsyncConnection.connect(
         dsn, autocommit=autocommit, application_name=APP_WORKLOAD, connect_timeout=10
     )
-    if _LOG_STATEMENTS:
+    if _SAMPLE_RATE >= 1:
         # Only the application's sessions log durations: the server log then
         # holds the time PostgreSQL itself spent on each statement (parse, bind,
         # execute), to set against the latency the client sees.
         await conn.execute("SET log_min_duration_statement = 0")
+    elif _SAMPLE_RATE > 0:
+        # A random sample of them (PostgreSQL 13+): a log line per statement
+        # costs latency of its own, a sample costs that much less, and the
+        # statements it leaves out are no different from the ones it keeps.
+        await conn.execute("SET log_min_duration_sample = 0")
+        await conn.execute(sql.SQL("SET log_statement_sample_rate = {}").format(
+            sql.Literal(str(_SAMPLE_RATE))))
     return conn
 
 
 def workload_main(dsn: str, table: str, clients: int, rate: float, max_id: int,
-                  stop: Event, ready: Event, out_path: str, log_statements: bool = False) -> None:
-    global _LOG_STATEMENTS
+                  stop: Event, ready: Event, out_path: str, sample_rate: float = 0.0) -> None:
+    global _SAMPLE_RATE
     import pgonline.devtools.workload as wl
 
-    _LOG_STATEMENTS = log_statements
+    _SAMPLE_RATE = sample_rate
     wl.connect = _app_connect  # type: ignore[attr-defined]
 
     async def main() -> dict[str, Any]:

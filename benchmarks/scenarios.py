@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +42,8 @@ from pgonline.engine.plan import Step
 from pgonline.engine.progress import BackfillStats, Progress
 
 TABLE = "users"
+CPU_FLOOR = "cpu-floor"
+BUSY_LOOP = "busy-loop"  # the cpu-floor approach whose p99 is the target
 
 
 @dataclass(frozen=True)
@@ -114,13 +119,18 @@ class RecordingProgress(Progress):
         self.steps.append({"id": step.id, "skipped": why})
 
     def step_finished(self, step: Step, seconds: float) -> None:
-        self.steps.append({"id": step.id, "lock": str(step.lock), "seconds": round(seconds, 4),
+        self.steps.append({"id": step.id, "phase": str(step.phase), "lock": str(step.lock),
+                           "seconds": round(seconds, 4),
                            "start": self._t.get(step.id), "end": time.monotonic()})
 
     def backfill(self, step: Step, stats: BackfillStats, *, force: bool = False) -> None:
+        fields = stats.fields()
         self.backfill_samples.append({"t": time.monotonic(), "rows_done": stats.rows_done,
                                       "batch_size": stats.batch_size,
-                                      "rows_per_s": round(stats.rate, 1)})
+                                      "rows_per_s": round(stats.rate, 1),
+                                      "batches": fields["batches"],
+                                      "checkpoint_ms_per_batch":
+                                          fields["checkpoint_ms_per_batch"]})
 
     def paused(self, step: Step, reason: str) -> None:
         self.throttled.append(reason)
@@ -145,8 +155,36 @@ def pgonline_add_column(column: str, type_: str, default: str) -> Callable[[Env]
                 "job_s": round(outcome.result.seconds, 3),
                 "plan_steps": [s.id for s in outcome.plan.steps], "steps": progress.steps,
                 "batch_sizes": sorted({b["batch_size"] for b in batches}),
+                **_batch_costs(batches[-1] if batches else {}),
                 "throttled": progress.throttled}
     return run
+
+
+def _batch_costs(last: dict[str, Any]) -> dict[str, Any]:
+    """Batches and checkpoint cost from the backfill's last progress report."""
+    return {k: last[k] for k in ("batches", "checkpoint_ms_per_batch") if last.get(k) is not None}
+
+
+def run_measured(cmd: Sequence[str], timeout_s: float) -> tuple[int, str, str, float, float]:
+    """Run ``cmd``: its exit code, stdout, stderr, peak resident set size in MB and
+    CPU seconds (user + system).
+
+    The child is reaped with ``os.wait4``, whose rusage is that one process's
+    own (``RUSAGE_CHILDREN`` would be the largest child the harness ever had).
+    """
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        killer = threading.Timer(timeout_s, proc.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            killer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
+        out.seek(0)
+        err.seek(0)
+        return (proc.returncode, out.read(), err.read(), usage.ru_maxrss / 1024,  # KB on Linux
+                usage.ru_utime + usage.ru_stime)
 
 
 def cli_available(command: str) -> str | None:
@@ -163,24 +201,32 @@ def pgonline_cli(argv: Sequence[str]) -> Callable[[Env], dict[str, Any]]:
     def run(env: Env) -> dict[str, Any]:
         cmd = [sys.executable, "-m", "pgonline", "--log-format", "json", *argv,
                "--dsn", env.dsn, *env.cli_options()]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=3600)
+        code, stdout, stderr, rss_mb, cpu_s = run_measured(cmd, timeout_s=3600)
         steps: list[dict[str, Any]] = []
+        phases: dict[str, str] = {}
         batch_sizes: set[int] = set()
-        for line in proc.stderr.splitlines():
+        last_progress: dict[str, Any] = {}
+        for line in stderr.splitlines():
             try:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == "step done":
-                steps.append({"id": event.get("step"), "seconds": event.get("seconds")})
+            if event.get("event") == "step started":
+                phases[event.get("step")] = event.get("phase")
+            elif event.get("event") == "step done":
+                steps.append({"id": event.get("step"), "phase": phases.get(event.get("step")),
+                              "seconds": event.get("seconds")})
             elif event.get("event") == "backfill progress" and event.get("batch_size"):
                 batch_sizes.add(int(event["batch_size"]))
-        if proc.returncode != 0:
-            raise ApproachFailed(f"exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
-        job = re.search(r"finished in ([0-9.]+)s", proc.stdout)
-        return {"argv": ["online", *argv], "stdout": proc.stdout.strip()[-300:], "steps": steps,
+                last_progress = event
+        if code != 0:
+            raise ApproachFailed(f"exit {code}: {stderr.strip()[-500:]}")
+        job = re.search(r"finished in ([0-9.]+)s", stdout)
+        return {"argv": ["online", *argv], "stdout": stdout.strip()[-300:], "steps": steps,
                 "job_s": float(job.group(1)) if job else None,
-                "batch_sizes": sorted(batch_sizes)}
+                "batch_sizes": sorted(batch_sizes), "peak_rss_mb": round(rss_mb, 1),
+                "cpu_s": round(cpu_s, 2),
+                **_batch_costs(last_progress)}
     return run
 
 
@@ -259,20 +305,24 @@ def _column_is(column: str, cond: str) -> str:
 # "one core is busy", whatever keeps it busy.
 _BUSY_LOOP = """
 import os, sys, time
-try:
-    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-except (AttributeError, OSError):
-    os.nice(19)
+if sys.argv[2] == "1":
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        os.nice(19)
 end = time.monotonic() + float(sys.argv[1])
 while time.monotonic() < end:
     pass
 """
 
 
-def busy_core(seconds: float) -> Callable[[Env], dict[str, Any]]:
+def busy_core(seconds: float, *, idle: bool = True) -> Callable[[Env], dict[str, Any]]:
+    """One core busy for ``seconds``: at SCHED_IDLE, or (``idle=False``) at the normal
+    priority of every other process, as a migration's own client or server process is."""
     def run(env: Env) -> dict[str, Any]:
         t = time.monotonic()
-        subprocess.run([sys.executable, "-c", _BUSY_LOOP, str(seconds)], check=True)
+        subprocess.run([sys.executable, "-c", _BUSY_LOOP, str(seconds), str(int(idle))],
+                       check=True)
         return {"steps": [{"id": "busy-loop", "seconds": round(time.monotonic() - t, 4)}]}
     return run
 
@@ -280,12 +330,16 @@ def busy_core(seconds: float) -> Callable[[Env], dict[str, Any]]:
 def scenarios() -> list[Scenario]:
     return [
         Scenario(
-            name="cpu-floor",
-            title="no migration: one core busy for 5 s at the lowest CPU priority (SCHED_IDLE)",
+            name=CPU_FLOOR,
+            title="no migration: one core busy for 5 s, at the lowest CPU priority "
+                  "(SCHED_IDLE) and at the normal one",
             verify_sql="SELECT true",
             approaches=(
                 Approach("idle-busy-loop", "a Python busy loop at SCHED_IDLE (no SQL at all)",
                          busy_core(5.0)),
+                Approach(BUSY_LOOP, "a Python busy loop at normal priority (no SQL at all): "
+                         "the p99 target of every migration",
+                         busy_core(5.0, idle=False)),
             ),
         ),
         Scenario(
@@ -383,6 +437,43 @@ def scenarios() -> list[Scenario]:
                 Approach("naive", "ALTER COLUMN TYPE bigint",
                          run_sql(APP_NAIVE, [("alter-type", "ALTER TABLE users ALTER COLUMN "
                                               "score TYPE bigint")])),
+                # What the shadow column's backfill does, in one statement.
+                Approach("single-update", "UPDATE users SET score_new = score "
+                         "(bigint column added before the window)",
+                         run_sql(APP_NAIVE, [("update", "UPDATE users SET score_new = score")]),
+                         setup_sql=("ALTER TABLE users ADD COLUMN score_new bigint",),
+                         verify_sql="SELECT NOT EXISTS (SELECT FROM users "
+                                    "WHERE score_new IS DISTINCT FROM score)"),
             ),
         ),
+    ]
+
+
+def growth_scenarios() -> list[Scenario]:
+    """The changes whose cost grows with the table (benchmarks/growth.py), each beside the
+    single ``UPDATE`` that does its backfill's work in one statement.
+
+    pgonline runs as the ``online`` CLI in a subprocess here, so that its own
+    peak RSS is measured (``run_measured``).
+    """
+    by_name = {s.name: s for s in scenarios()}
+    staged, change, workers = (by_name["add-column-staged"], by_name["change-type"],
+                               by_name["backfill-workers"])
+    return [
+        Scenario(
+            name=staged.name, title=staged.title, verify_sql=staged.verify_sql, backfill=True,
+            approaches=(
+                Approach("pgonline", "online add-column users token uuid "
+                         "--default 'gen_random_uuid()' --not-null",
+                         pgonline_cli(["add-column", TABLE, "token", "uuid", "--default",
+                                       "gen_random_uuid()", "--not-null"]),
+                         cli_command="add-column"),
+                *(a for a in staged.approaches if a.name == "single-update"),
+            ),
+        ),
+        Scenario(
+            name=change.name, title=change.title, verify_sql=change.verify_sql, backfill=True,
+            approaches=tuple(a for a in change.approaches if a.name != "naive"),
+        ),
+        workers,
     ]
