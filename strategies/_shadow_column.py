@@ -292,7 +292,7 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
     triggers = _sync_triggers(p, trigger_name)
     drop_trigger = sql.SQL(";\n").join(
         [sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trg), table)
-         for trg, _ in triggers]
+         for trg, _, _ in triggers]
         + [sql.SQL("DROP FUNCTION IF EXISTS {}()").format(function)])
     expand = [
         Step(
@@ -313,13 +313,13 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
                     "SET search_path FROM CURRENT AS {tag}\n{body}\n{tag}"
                 ).format(fn=function, tag=sql.SQL(DOLLAR_TAG), body=sql.SQL(p.function_body)),
                 *(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(sql.Identifier(trg), table)
-                  for trg, _ in triggers),
-                *(sql.SQL("CREATE TRIGGER {trg} {when} ON {table}\n"
+                  for trg, _, _ in triggers),
+                *(sql.SQL("CREATE TRIGGER {trg} {events} ON {table}\n"
                           "FOR EACH ROW{cond} EXECUTE FUNCTION {fn}()").format(
-                      trg=sql.Identifier(trg), when=sql.SQL(events), table=table, fn=function,
-                      cond=sql.SQL("") if events != "BEFORE UPDATE" or p.update_when is None
-                      else sql.SQL(" WHEN ({})").format(sql.SQL(p.update_when)))
-                  for trg, events in triggers),
+                      trg=sql.Identifier(trg), events=sql.SQL(events), table=table, fn=function,
+                      cond=sql.SQL("") if when is None
+                      else sql.SQL(" WHEN ({})").format(sql.SQL(when)))
+                  for trg, events, when in triggers),
             ])),
             undo_sql=render(drop_trigger),
             why_safe="CREATE TRIGGER is a catalog change under SHARE ROW EXCLUSIVE (reads go on, "
@@ -374,7 +374,7 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
         why_safe="DROP COLUMN only marks the column dropped in the catalog (no rewrite); "
         "nothing reads or writes it any more",
     )
-    names = " and ".join(name for name, _ in triggers)
+    names = " and ".join(name for name, _, _ in triggers)
     notes = [f"sync trigger{'s' if len(triggers) > 1 else ''} {names} "
              f"keep{'' if len(triggers) > 1 else 's'} {p.shadow} in step with live writes"
              + (f" (on UPDATE only when {render(sql.Identifier(col.name))} changes)"
@@ -388,22 +388,22 @@ def shadow_parts(p: ShadowPlan) -> ShadowParts:
         notes.append(f"sequence {_qname(col.sequence.schema, col.sequence.name)} moves to the "
                      f"new column at the cut-over (OWNED BY), so ids keep coming")
     return ShadowParts(expand=expand, backfill=backfill,
-                       swap=_swap(p, moves, check, [sql.Identifier(trg) for trg, _ in triggers],
-                                  function),
+                       swap=_swap(p, moves, check,
+                                  [sql.Identifier(trg) for trg, _, _ in triggers], function),
                        drop_old=drop_old, notes=notes)
 
 
-def _sync_triggers(p: ShadowPlan, name: str) -> list[tuple[str, str]]:
-    """The sync trigger(s) on the table, with the events each fires on.
+def _sync_triggers(p: ShadowPlan, name: str) -> list[tuple[str, str, str | None]]:
+    """The sync trigger(s) on the table: name, the events it fires on, its WHEN condition.
 
     One trigger for INSERT and UPDATE; or, with ``update_when``, one for
     INSERT and a second for UPDATE with that WHEN condition.  A WHEN
     condition cannot refer to OLD in a trigger that also fires on INSERT.
     """
     if p.update_when is None:
-        return [(name, "BEFORE INSERT OR UPDATE")]
+        return [(name, "BEFORE INSERT OR UPDATE", None)]
     update = sync_trigger_name(p.trigger_prefix + "_update", p.table, p.col.name)
-    return [(name, "BEFORE INSERT"), (update, "BEFORE UPDATE")]
+    return [(name, "BEFORE INSERT", None), (update, "BEFORE UPDATE", p.update_when)]
 
 
 def _swap(p: ShadowPlan, moves: list[tuple[ColumnIndex, str]], check: sql.Identifier,
