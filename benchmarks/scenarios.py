@@ -137,6 +137,13 @@ class RecordingProgress(Progress):
 
 
 def pgonline_add_column(column: str, type_: str, default: str) -> Callable[[Env], dict[str, Any]]:
+    return pgonline_in_process("add-column", TABLE, column, type_, default=default,
+                               not_null=True)
+
+
+def pgonline_in_process(kind: str, *values: Any, **options: Any) -> Callable[[Env], dict[str, Any]]:
+    """``online KIND VALUES --OPTIONS`` run inside the harness (``run_command``): the
+    change without the start-up of an ``online`` process."""
     def run(env: Env) -> dict[str, Any]:
         from pgonline.engine.change import run_command
         from pgonline.errors import PgOnlineError
@@ -145,8 +152,7 @@ def pgonline_add_column(column: str, type_: str, default: str) -> Callable[[Env]
         ctx = RunContext(dsn=env.dsn, options=env.exec_options(), progress=progress,
                          out=lambda _: None)
         try:
-            outcome = anyio.run(functools.partial(run_command, ctx, "add-column", TABLE, column,
-                                                  type_, default=default, not_null=True))
+            outcome = anyio.run(functools.partial(run_command, ctx, kind, *values, **options))
         except PgOnlineError as exc:
             raise ApproachFailed(f"{type(exc).__name__}: {exc.message}") from exc
         assert outcome.result is not None
