@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     mine, rest = p.parse_known_args(argv)
     args = run.parse_args(["--repeat", "1", "--pre", "1", "--post", "1", "--baseline", "5",
                            *rest])
-    if "--out" not in rest:
+    if args.out == run.RESULTS_DIR:  # run.py's default, not one given with --out
         args.out = run.RESULTS_DIR / "growth"
     out: Path = args.out
     if mine.replot:
@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(time.monotonic() - t_run, 1),
-        "machine": {**run.machine(), "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "postgres": {"version": server.version, "source": args.pgbin or "embedded", **info},
+        **run.environment(load_before, server, args.pgbin, info),
         "parameters": {"sizes": sizes, "clients": args.clients, "rate_per_client": args.rate,
                        "pre_s": args.pre, "post_s": args.post, "baseline_s": args.baseline,
                        "poll_ms": args.poll_ms, "lock_timeout_ms": args.lock_timeout,

@@ -311,6 +311,16 @@ def machine() -> dict[str, Any]:
             "cpus": os.cpu_count(), "cpu_model": model, "memory": mem}
 
 
+def environment(load_before: tuple[float, float, float], server: LocalServer,
+                pgbin: str | None, info: dict[str, Any]) -> dict[str, Any]:
+    """The ``machine`` and ``postgres`` sections of a result (load average now = after)."""
+    return {
+        "machine": {**machine(), "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "postgres": {"version": server.version, "source": pgbin or "embedded", **info},
+    }
+
+
 def server_info(dsn: str) -> dict[str, Any]:
     names = ("server_version", "shared_buffers", "max_wal_size", "fsync", "synchronous_commit",
              "autovacuum", "work_mem", "maintenance_work_mem")
@@ -423,9 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {**machine(), "loadavg_before": [round(x, 2) for x in load_before],
-                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
-        "postgres": {"version": server.version, "source": args.pgbin or "embedded", **info},
+        **environment(load_before, server, args.pgbin, info),
         "parameters": {"rows": args.rows, "clients": args.clients, "rate_per_client": args.rate,
                        "baseline_s": args.baseline, "pre_s": args.pre, "post_s": args.post,
                        "poll_ms": args.poll_ms, "server_sample_rate": args.server_sample_rate,
