@@ -33,6 +33,7 @@ from typing import Any
 import anyio
 import psycopg
 from probes import APP_NAIVE, APP_SEED
+from psycopg import sql
 
 from pgonline.connection import SessionSettings
 from pgonline.engine.backfill import BatchOptions
@@ -44,6 +45,7 @@ from pgonline.engine.progress import BackfillStats, Progress
 TABLE = "users"
 CPU_FLOOR = "cpu-floor"
 BUSY_LOOP = "busy-loop"  # the cpu-floor approach whose p99 is the target
+SCAN_LOOP = "scan-loop"  # the cpu-floor approach that reads the table and nothing else
 
 
 @dataclass(frozen=True)
@@ -317,19 +319,48 @@ if sys.argv[2] == "1":
     except (AttributeError, OSError):
         os.nice(19)
 end = time.monotonic() + float(sys.argv[1])
+on, off = float(sys.argv[3]) / 1000, float(sys.argv[4]) / 1000
 while time.monotonic() < end:
-    pass
+    if not off:
+        continue
+    busy_until = time.monotonic() + on
+    while time.monotonic() < busy_until:
+        pass
+    time.sleep(off)
 """
 
 
-def busy_core(seconds: float, *, idle: bool = True) -> Callable[[Env], dict[str, Any]]:
+def busy_core(seconds: float, *, idle: bool = True,
+              duty_ms: tuple[float, float] | None = None) -> Callable[[Env], dict[str, Any]]:
     """One core busy for ``seconds``: at SCHED_IDLE, or (``idle=False``) at the normal
-    priority of every other process, as a migration's own client or server process is."""
+    priority of every other process, as a migration's own client or server process is.
+    ``duty_ms=(on, off)``: busy for ``on`` ms, then asleep for ``off`` ms, over and over,
+    as a process that works in short bursts (a batch, a round trip) is."""
+    on, off = duty_ms or (0.0, 0.0)
     def run(env: Env) -> dict[str, Any]:
         t = time.monotonic()
-        subprocess.run([sys.executable, "-c", _BUSY_LOOP, str(seconds), str(int(idle))],
-                       check=True)
+        subprocess.run([sys.executable, "-c", _BUSY_LOOP, str(seconds), str(int(idle)),
+                        str(on), str(off)], check=True)
         return {"steps": [{"id": "busy-loop", "seconds": round(time.monotonic() - t, 4)}]}
+    return run
+
+
+def scan_loop(seconds: float) -> Callable[[Env], dict[str, Any]]:
+    """Read the table and nothing else, for ``seconds``: one session running
+    ``SELECT count(*) FROM users WHERE email IS NULL`` back to back.  It writes nothing
+    and takes only ACCESS SHARE, which no application statement waits for, so it is the
+    least database work a migration of the table can do (every change here reads the
+    whole table at least once: a backfill, an index build, a VALIDATE)."""
+    query = sql.SQL("SELECT count(*) FROM {} WHERE email IS NULL").format(
+        sql.Identifier(TABLE))
+    def run(env: Env) -> dict[str, Any]:
+        t = time.monotonic()
+        scans = 0
+        with psycopg.connect(env.dsn, autocommit=True, application_name=APP_NAIVE) as conn:
+            while time.monotonic() - t < seconds:
+                conn.execute(query).fetchone()
+                scans += 1
+        return {"steps": [{"id": f"scan x{scans}", "seconds": round(time.monotonic() - t, 4)}]}
     return run
 
 
@@ -338,7 +369,8 @@ def scenarios() -> list[Scenario]:
         Scenario(
             name=CPU_FLOOR,
             title="no migration: one core busy for 5 s, at the lowest CPU priority "
-                  "(SCHED_IDLE) and at the normal one",
+                  "(SCHED_IDLE), at the normal one, and in 10 ms bursts; and the table "
+                  "read back to back for 5 s",
             verify_sql="SELECT true",
             approaches=(
                 Approach("idle-busy-loop", "a Python busy loop at SCHED_IDLE (no SQL at all)",
@@ -346,6 +378,12 @@ def scenarios() -> list[Scenario]:
                 Approach(BUSY_LOOP, "a Python busy loop at normal priority (no SQL at all): "
                          "the p99 target of every migration",
                          busy_core(5.0, idle=False)),
+                Approach("duty-loop", "the same loop, busy 10 ms then asleep 10 ms, over and "
+                         "over (no SQL at all)",
+                         busy_core(5.0, idle=False, duty_ms=(10, 10))),
+                Approach(SCAN_LOOP, "SELECT count(*) FROM users WHERE email IS NULL, back to "
+                         "back in one session (reads only, ACCESS SHARE)",
+                         scan_loop(5.0)),
             ),
         ),
         Scenario(
