@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pgonline.strategies._partitioned_constraints import leaf_validate_steps
 from psycopg import sql
 
-from pgonline.catalog.facts import ConstraintFacts, DataViolations, TableFacts
+from pgonline.catalog.facts import ConstraintFacts, DataViolations, ExistingRelation, TableFacts
 from pgonline.catalog.partitions import PartitionTree
 from pgonline.catalog.suggestions import missing_column
 from pgonline.engine.plan import LockLevel, Phase, Step
@@ -70,6 +70,18 @@ def walk_key(table: TableFacts, *, major: int) -> tuple[str, ...]:
         f"read only the pages of a batch, exist from PostgreSQL {TID_RANGE_SCAN_MAJOR} on)",
         hint="add a primary key first (online add-primary-key), then retry",
     )
+
+
+def refuse_build_in_progress(existing: ExistingRelation | None, ident: str) -> None:
+    """An INVALID index of our name that another backend is building now is not a
+    leftover: dropping it would cancel (or wait on) someone else's build, and its
+    definition is theirs, so the change is refused instead of rebuilding it."""
+    if existing is not None and existing.building_pid is not None:
+        raise CatalogError(
+            f"index {ident} is being built right now by backend {existing.building_pid} "
+            "(a concurrent build in progress, not a leftover)",
+            hint="wait for that build to finish (pg_stat_progress_create_index shows it), "
+            "or choose another name with --name")
 
 
 def refuse_violations(found: DataViolations, what: str, hint: str) -> None:

@@ -24,6 +24,7 @@ from pglast.parser import ParseError
 from pgonline.strategies._ddl import (
     build_index_step,
     index_definition,
+    refuse_build_in_progress,
     refuse_violations,
     require_columns,
 )
@@ -183,6 +184,7 @@ def plan_add_index(facts: AddIndexFacts, args: AddIndexArgs) -> Plan:
     ident = render(sql.Identifier(t.schema, args.name))
     notes: list[str] = []
     ex = facts.existing
+    refuse_build_in_progress(ex, ident)
     if facts.partitioned:
         notes += _partitioned_checks(facts, args, ident)
     elif ex is not None:
@@ -248,6 +250,7 @@ def _partitioned_checks(facts: AddIndexFacts, args: AddIndexArgs, ident: str) ->
                                hint="choose another name with --name")
     for p, piece in zip(tree.partitions, facts.pieces, strict=True):
         name = render(sql.Identifier(p.schema, piece_name(args.name, p)))
+        refuse_build_in_progress(piece, name)
         if piece is not None and not (piece.on_table and piece.kind == ("i" if p.is_leaf else "I")):
             raise CatalogError(f"relation {name} already exists (the name of the index of "
                                f"partition {p.display})", hint="choose another name with --name")

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pgonline.strategies._ddl import (
     build_index_step,
     constraint_exists_query,
+    refuse_build_in_progress,
     refuse_violations,
     require_columns,
 )
@@ -83,6 +84,7 @@ def plan_unique_constraint(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs
         return _plan_partitioned(kind, facts, args, ident, primary=primary)
     notes: list[str] = []
     ex = facts.existing
+    refuse_build_in_progress(ex, ident)
     if ex is not None:
         ix = t.index(args.name)
         if ex.kind == "i" and ex.on_table and not ex.valid:
@@ -140,8 +142,9 @@ def _plan_partitioned(kind: str, facts: AddUniqueFacts, args: AddUniqueArgs, ide
         raise CatalogError(f"relation {ident} already exists",
                            hint="choose another constraint name with --name")
     for p, piece in zip(tree.partitions, facts.pieces, strict=True):
+        name = render(sql.Identifier(p.schema, piece_name(args.name, p)))
+        refuse_build_in_progress(piece, name)
         if piece is not None and not (p.is_leaf and piece.kind == "i" and piece.on_table):
-            name = render(sql.Identifier(p.schema, piece_name(args.name, p)))
             raise CatalogError(f"relation {name} already exists (the name of the index of "
                                f"partition {p.display})", hint="choose another name with --name")
     cols = ", ".join(render(sql.Identifier(c)) for c in args.columns)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -69,6 +71,38 @@ def test_invalid_leftover_of_a_failed_build_is_dropped_and_rebuilt(db, online):
     assert r.code == 0, r.err
     definition, valid = _index(db, "users_email_idx")
     assert valid and "UNIQUE" not in definition
+
+
+def test_an_index_another_session_is_building_is_refused_and_left_alone(db, dsn, online):
+    create_users(db, 300)
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as builder:
+                builder.execute("CREATE INDEX CONCURRENTLY users_email_idx ON users (email)")
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    with psycopg.connect(dsn) as writer:
+        # The open write makes the other session's CREATE INDEX CONCURRENTLY wait
+        # after it registered the (still INVALID) index: a build in progress.
+        writer.execute("UPDATE users SET hits = hits + 1 WHERE id = 1")
+        builder = threading.Thread(target=build)
+        builder.start()
+        wait_for(db, "SELECT EXISTS (SELECT 1 FROM pg_stat_progress_create_index p"
+                     " JOIN pg_class c ON c.oid = p.index_relid"
+                     " WHERE c.relname = 'users_email_idx')")
+        r = online("add-index", "users", "email")
+        assert r.code != 0
+        assert "is being built right now by backend" in r.err, r.err
+        assert "Traceback" not in r.err
+        # Nothing of ours touched it: still their build, still in progress.
+        assert _index(db, "users_email_idx")[1] is False
+        writer.rollback()
+    builder.join(60)
+    assert not errors
+    assert _index(db, "users_email_idx")[1] is True
 
 
 def test_rerun_after_a_crash_mid_build_completes(db, dsn, online):

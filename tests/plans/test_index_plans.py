@@ -39,6 +39,13 @@ def test_add_index_over_an_invalid_leftover_says_it_is_dropped_and_rebuilt(snaps
              plan_add_index(AddIndexFacts(USERS, partitioned=False, existing=leftover), args))
 
 
+def test_add_index_refuses_an_invalid_index_another_backend_is_building_now():
+    args = AddIndexArgs(name="users_email_idx", columns=("email",))
+    building = ExistingRelation(kind="i", on_table=True, valid=False, building_pid=4242)
+    with pytest.raises(CatalogError, match="being built right now by backend 4242"):
+        plan_add_index(AddIndexFacts(USERS, partitioned=False, existing=building), args)
+
+
 def test_drop_index_drops_concurrently_and_rollback_recreates_it_concurrently(snapshot):
     facts = DropIndexFacts(schema="public", name="users_email_idx", table='"public"."users"',
                            definition="CREATE INDEX users_email_idx ON public.users USING btree "

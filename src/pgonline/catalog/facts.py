@@ -120,6 +120,10 @@ class ExistingRelation:
     kind: str  # pg_class.relkind
     on_table: bool  # an index on the very table we are indexing
     valid: bool  # pg_index.indisvalid (indexes only)
+    # The backend building this index right now (CREATE INDEX CONCURRENTLY or
+    # REINDEX CONCURRENTLY in pg_stat_progress_create_index, PostgreSQL >= 12):
+    # an INVALID index that is someone's build in progress, not a leftover.
+    building_pid: int | None = None
 
 
 @dataclass(frozen=True)

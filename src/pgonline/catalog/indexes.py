@@ -53,7 +53,27 @@ async def existing_relation(conn: Conn, schema: str, name: str,
     row = await cur.fetchone()
     if row is None:
         return None
-    return ExistingRelation(kind=str(row[0]), on_table=bool(row[1]), valid=bool(row[2]))
+    kind, on_table, valid = str(row[0]), bool(row[1]), bool(row[2])
+    building = None
+    if kind in ("i", "I") and not valid and conn.info.server_version >= 120000:
+        building = await _building_pid(conn, schema, name)
+    return ExistingRelation(kind=kind, on_table=on_table, valid=valid, building_pid=building)
+
+
+async def _building_pid(conn: Conn, schema: str, name: str) -> int | None:
+    """The backend whose concurrent build of ``schema.name`` is in progress, if any."""
+    cur = await conn.execute(
+        """
+        SELECT p.pid FROM pg_stat_progress_create_index p
+          JOIN pg_class c ON c.oid = p.index_relid
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = %s AND c.relname = %s AND p.pid <> pg_backend_pid()
+         LIMIT 1
+        """,
+        [schema, name],
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else None
 
 
 async def table_of_index(conn: Conn, name: QualifiedName) -> str | None:

@@ -50,6 +50,7 @@ from pgonline.sql import expressions
 from pgonline.sql.identifiers import QualifiedName, identifier
 from pgonline.sql.names import derived_name
 from pgonline.sql.render import render
+from pgonline.strategies._ddl import refuse_build_in_progress
 from pgonline.strategies._partitioned_index import piece_name, refuse_foreign_partitions
 from pgonline.strategies.add_check import AddCheckArgs, plan_add_check
 from pgonline.strategies.add_column import AddColumnArgs, plan_add_column
@@ -428,6 +429,7 @@ def _create_index_concurrently(node: ast.IndexStmt, table: str) -> Rewrite:
                 refuse_foreign_partitions(target, tree)
             ident = render(sql.Identifier(schema, index))
             existing = await index_catalog.existing_relation(conn, schema, index, oid)
+            refuse_build_in_progress(existing, ident)
             failed_build = existing is not None and existing.on_table and not existing.valid \
                 and existing.kind == ("i" if tree is None else "I")
             if existing is not None and not failed_build:
