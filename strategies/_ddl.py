@@ -74,8 +74,8 @@ def walk_key(table: TableFacts, *, major: int) -> tuple[str, ...]:
 
 def refuse_build_in_progress(existing: ExistingRelation | None, ident: str) -> None:
     """An INVALID index of our name that another backend is building now is not a
-    leftover: dropping it would cancel (or wait on) someone else's build, and its
-    definition is theirs, so the change is refused instead of rebuilding it."""
+    leftover: DROP INDEX CONCURRENTLY would wait on their build's lock, attempt after
+    attempt, and its definition is theirs, so the change is refused instead."""
     if existing is not None and existing.building_pid is not None:
         raise CatalogError(
             f"index {ident} is being built right now by backend {existing.building_pid} "

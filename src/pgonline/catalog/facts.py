@@ -120,8 +120,8 @@ class ExistingRelation:
     kind: str  # pg_class.relkind
     on_table: bool  # an index on the very table we are indexing
     valid: bool  # pg_index.indisvalid (indexes only)
-    # The backend building this index right now (CREATE INDEX CONCURRENTLY or
-    # REINDEX CONCURRENTLY in pg_stat_progress_create_index, PostgreSQL >= 12):
+    # The backend building this index right now (its CREATE INDEX CONCURRENTLY in
+    # pg_stat_progress_create_index, PostgreSQL >= 12):
     # an INVALID index that is someone's build in progress, not a leftover.
     building_pid: int | None = None
 
