@@ -42,7 +42,8 @@ async def existing_relation(conn: Conn, schema: str, name: str,
     """What, if anything, already uses ``schema.name`` (relation names are per schema)."""
     cur = await conn.execute(
         """
-        SELECT c.relkind::text, coalesce(x.indrelid = %s, false), coalesce(x.indisvalid, false)
+        SELECT c.relkind::text, coalesce(x.indrelid = %s, false), coalesce(x.indisvalid, false),
+               c.oid
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
           LEFT JOIN pg_index x ON x.indexrelid = c.oid
@@ -56,21 +57,16 @@ async def existing_relation(conn: Conn, schema: str, name: str,
     kind, on_table, valid = str(row[0]), bool(row[1]), bool(row[2])
     building = None
     if kind in ("i", "I") and not valid and conn.info.server_version >= 120000:
-        building = await _building_pid(conn, schema, name)
+        building = await _building_pid(conn, int(row[3]))
     return ExistingRelation(kind=kind, on_table=on_table, valid=valid, building_pid=building)
 
 
-async def _building_pid(conn: Conn, schema: str, name: str) -> int | None:
-    """The backend whose concurrent build of ``schema.name`` is in progress, if any."""
+async def _building_pid(conn: Conn, index_oid: int) -> int | None:
+    """The backend whose concurrent build of that index is in progress, if any."""
     cur = await conn.execute(
-        """
-        SELECT p.pid FROM pg_stat_progress_create_index p
-          JOIN pg_class c ON c.oid = p.index_relid
-          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = %s AND c.relname = %s AND p.pid <> pg_backend_pid()
-         LIMIT 1
-        """,
-        [schema, name],
+        "SELECT pid FROM pg_stat_progress_create_index"
+        " WHERE index_relid = %s AND pid <> pg_backend_pid() LIMIT 1",
+        [index_oid],
     )
     row = await cur.fetchone()
     return int(row[0]) if row else None
